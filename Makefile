@@ -1,0 +1,34 @@
+# The two commands a newcomer needs (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: deps venv test run broker demo bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+deps: venv
+	./scripts/install-system-deps
+
+## Run every test (SQLite and PostgreSQL, real Prometheus, real HTTP).
+test: deps
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+## Serve the broker on the embedded SQLite default (http://127.0.0.1:8080).
+broker: venv
+	$(BIN)/tenant-metrics db upgrade
+	BROKER_USERNAME=$${BROKER_USERNAME:-broker} BROKER_PASSWORD=$${BROKER_PASSWORD:-broker-password-change-me} \
+	  $(BIN)/tenant-metrics broker
+
+run: broker
+
+bench: deps
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache tenant-metrics.sqlite3*

@@ -1,0 +1,1 @@
+"""The Open Service Broker: catalog, instances, bindings, audit trail."""

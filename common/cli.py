@@ -1,0 +1,74 @@
+"""The operator's CLI, ``tenant-metrics``: one entry point, subcommands owned by each part."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from common import jsonlog
+from common.config import database_url
+from common.errors import ConfigError, TenantMetricsError
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from common import db
+
+    url = database_url(os.environ)
+    db.upgrade(url, args.revision)
+    print(f"database at revision {db.current_revision(url)}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    from common import db
+
+    print(db.current_revision(database_url(os.environ)) or "(empty)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tenant-metrics",
+        description="Per-tenant metrics for Cloud Foundry: broker, service discovery, query gateway.",
+        epilog="Settings come from the environment (see docs/operations.md). "
+        "DATABASE_URL defaults to a SQLite file in the working directory.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    db_parser = sub.add_parser("db", help="database schema: upgrade, current")
+    db_sub = db_parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = db_sub.add_parser("upgrade", help="migrate the database to the latest schema (safe to run concurrently)")
+    up.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    up.set_defaults(func=_db_upgrade)
+    cur = db_sub.add_parser("current", help="print the database's schema revision")
+    cur.set_defaults(func=_db_current)
+
+    from broker import cli as broker_cli
+    from gateway import cli as gateway_cli
+    from sd import cli as sd_cli
+
+    broker_cli.register(sub)
+    gateway_cli.register(sub)
+    sd_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    jsonlog.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"tenant-metrics: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except TenantMetricsError as exc:
+        print(f"tenant-metrics: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""JSON log lines on stdout, one object per line, with secrets scrubbed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# Anything that looks like a credential is scrubbed before a line is written, whatever
+# logged it (our code, openbrokerapi's request logger, werkzeug, gunicorn).
+_SECRET_PATTERNS = (
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[^\s'\",}]+"), r"\1\2 [REDACTED]"),
+    (re.compile(r"(?i)((?:password|secret|token|api_key|apikey)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}&]+"), r"\1[REDACTED]"),
+    (re.compile(r"(?i)(https?://[^:/\s@]+:)[^@\s/]+@"), r"\1[REDACTED]@"),
+)
+
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def scrub(text: str) -> str:
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": scrub(record.getMessage()),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def configure(level: str = "INFO") -> None:
+    """Route every logger to stdout as JSON lines. Safe to call more than once."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # openbrokerapi's request logger prints headers (the Authorization header included)
+    # at DEBUG; keep it at INFO whatever the root level is.
+    logging.getLogger("openbrokerapi").setLevel(max(logging.INFO, root.level))

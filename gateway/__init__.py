@@ -1,0 +1,1 @@
+"""The tenant query gateway: authenticated, label-enforcing Prometheus HTTP API."""

@@ -1,0 +1,1 @@
+"""Service discovery: Aiven services integrated with Prometheus, targets labelled with CF owners."""
