@@ -117,7 +117,8 @@ class Binding(Base):
     kind: Mapped[str] = mapped_column(String(16))  # "app" or "key"
     username: Mapped[str] = mapped_column(String(64), unique=True)
     secret_nonce: Mapped[str] = mapped_column(String(64))
-    password_sha256: Mapped[str] = mapped_column(String(64))
+    # Unique and indexed: the gateway also accepts the password alone as a Bearer token.
+    password_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     request_fingerprint: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

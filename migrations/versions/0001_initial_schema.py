@@ -98,6 +98,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['instance_id'], ['service_instances.id'], name=op.f('fk_bindings_instance_id_service_instances'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_bindings')),
+    sa.UniqueConstraint('password_sha256', name=op.f('uq_bindings_password_sha256')),
     sa.UniqueConstraint('username', name=op.f('uq_bindings_username'))
     )
     with op.batch_alter_table('bindings', schema=None) as batch_op:
