@@ -1,0 +1,423 @@
+"""Tenant label enforcement on PromQL: parse, add the tenant matcher to every selector, print.
+
+Pure: no HTTP, no clock, no I/O. The security argument, in order:
+
+1. ``prescan`` bounds the query (length, bracket depth, operator count) *before* the parser
+   sees it: promql-parser is quadratic in nesting and overflows its stack (killing the
+   process, not raising) at about 10,000 nested operators.
+2. The query is parsed by promql-parser; whatever it rejects is a 400.
+3. ``_Printer`` walks the AST and *prints* a new query. Every vector selector (alone, inside
+   a matrix selector, a subquery, a function argument, an aggregation, a binary operation,
+   and each group of an ``or``-matcher) is printed with the tenant matcher first. The
+   tenant matcher is *added*: a matcher the client wrote on the tenant label stays beside
+   it, so ``{cf_space_guid="other"}`` becomes ``{cf_space_guid="mine",cf_space_guid="other"}``
+   and selects nothing (the effect of prom-label-proxy's replace, without silently
+   widening a ``!=``/``!~`` into an ``=``). Any AST node the printer does not know is
+   refused (fail closed), never passed through.
+4. We print ourselves because promql-parser's ``str()`` does not escape ``"`` or ``\\`` in
+   label values (a printed query could mean something else than the parsed one) and
+   drops sub-second durations.
+5. The printed query is parsed again and printed again; the two prints must be equal
+   (a fixpoint) and every selector of the re-parsed tree must carry the tenant matcher.
+   So what we send upstream is exactly the tree we checked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import promql_parser as pp
+
+from common.errors import InvalidInput
+
+# Prometheus 2.x has holt_winters (renamed in 3.x); promql-parser 0.12 only knows the new
+# name. Registration is process-global and additive; a repeat raises, hence the guard.
+try:
+    pp.register_extra_functions(
+        [
+            pp.Function(
+                "holt_winters",
+                [pp.ValueType.Matrix, pp.ValueType.Scalar, pp.ValueType.Scalar],
+                pp.ValueType.Vector,
+            )
+        ]
+    )
+except ValueError:  # pragma: no cover - already registered in this process
+    pass
+
+_LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_LEGACY_METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+_DURATION_UNITS = (
+    ("y", 365 * 24 * 3600 * 1000),
+    ("w", 7 * 24 * 3600 * 1000),
+    ("d", 24 * 3600 * 1000),
+    ("h", 3600 * 1000),
+    ("m", 60 * 1000),
+    ("s", 1000),
+    ("ms", 1),
+)
+# MatchOp values are not hashable, so this is a list searched by equality.
+_OPS = (
+    (pp.MatchOp.Equal, "="),
+    (pp.MatchOp.NotEqual, "!="),
+    (pp.MatchOp.Re, "=~"),
+    (pp.MatchOp.NotRe, "!~"),
+)
+# Strings and comments are removed before counting, so "(((" inside a label value costs nothing.
+_STRINGS_AND_COMMENTS = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`|#[^\n]*')
+_BRACES = re.compile(r"\{[^{}]*\}")
+_BRACKETS = re.compile(r"[()\[\]{}]")
+_NEGATIVE_AT = re.compile(r"@\s*-")
+_OPERATORS = re.compile(r"==|!=|<=|>=|[-+*/%^<>]|\b(?:and|or|unless|atan2)\b", re.IGNORECASE)
+
+
+class EnforcementError(InvalidInput):
+    """The query cannot be enforced: a 400 for the client, never a pass-through."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantMatcher:
+    """The one label matcher every selector must carry: ``label="value"``."""
+
+    label: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not _LEGACY_LABEL.match(self.label) or not self.value:
+            raise ValueError("tenant matcher needs a label name and a non-empty value")
+
+    def render(self) -> str:
+        return f"{self.label}={quote(self.value)}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """Bounds checked before parsing (see the module docstring, point 1)."""
+
+    max_length: int = 16384
+    max_depth: int = 64
+    max_operators: int = 256
+
+
+DEFAULT_LIMITS = QueryLimits()
+
+
+def prescan(query: str, limits: QueryLimits = DEFAULT_LIMITS) -> None:
+    """Refuse, cheaply and before parsing, a query too long, too deep or with too many operators."""
+    if len(query) > limits.max_length:
+        raise EnforcementError(f"query is longer than {limits.max_length} characters")
+    if "\x00" in query:
+        raise EnforcementError("query contains a NUL character")
+    code = _STRINGS_AND_COMMENTS.sub('""', query)
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(code):
+        if match.group() in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    if deepest > limits.max_depth:
+        raise EnforcementError(f"query nests deeper than {limits.max_depth} levels")
+    if _NEGATIVE_AT.search(code):
+        # promql-parser panics reading a pre-1970 @ timestamp; Grafana never sends one.
+        raise EnforcementError("@ timestamps before 1970 are not supported")
+    operators = len(_OPERATORS.findall(_BRACES.sub("{}", code)))
+    if operators > limits.max_operators:
+        raise EnforcementError(f"query has more than {limits.max_operators} operators")
+
+
+def parse(query: str, limits: QueryLimits = DEFAULT_LIMITS) -> Any:
+    """Prescan, then parse; every parser failure (a Rust panic included) becomes a 400."""
+    prescan(query, limits)
+    if not query.strip():
+        raise EnforcementError("empty query")
+    return _guarded(lambda: pp.parse(query))
+
+
+def enforce(query: str, matcher: TenantMatcher, limits: QueryLimits = DEFAULT_LIMITS) -> str:
+    """Return ``query`` rewritten so that every selector carries ``matcher``; raise EnforcementError."""
+    printed = _guarded(lambda: _Printer(matcher).expr(parse(query, limits)))
+    _check_fixpoint(printed, matcher)
+    return printed
+
+
+def enforce_selectors(
+    selectors: Sequence[str], matcher: TenantMatcher, limits: QueryLimits = DEFAULT_LIMITS
+) -> list[str]:
+    """Enforce ``match[]`` series selectors; none at all means "the tenant's series only"."""
+    if not selectors:
+        return ["{" + matcher.render() + "}"]
+    out = []
+    for selector in selectors:
+        expr = parse(selector, limits)
+        if type(expr) is not pp.VectorSelector:
+            raise EnforcementError("match[] must be a series selector, like up{job=\"x\"}")
+        if _guarded(lambda: expr.offset is not None or expr.at is not None):
+            raise EnforcementError("match[] must not carry offset or @ modifiers")
+        printed = _guarded(lambda: _Printer(matcher).expr(expr))
+        _check_fixpoint(printed, matcher)
+        out.append(printed)
+    return out
+
+
+def render(expr: Any) -> str:
+    """Print an AST as PromQL without enforcing anything (for tests and tools)."""
+    return _guarded(lambda: _Printer(None).expr(expr))
+
+
+def _check_fixpoint(printed: str, matcher: TenantMatcher) -> None:
+    """The output must parse back to a tree that prints identically, every selector enforced."""
+    again = _guarded(lambda: pp.parse(printed))
+    checker = _Printer(matcher, check=True)
+    if _guarded(lambda: checker.expr(again)) != printed:
+        raise EnforcementError("query cannot be enforced safely (it does not round-trip)")
+
+
+def _guarded(fn: Callable[[], Any]) -> Any:
+    """Run ``fn``, turning parser errors and pyo3 panics (BaseException) into EnforcementError."""
+    try:
+        return fn()
+    except EnforcementError:
+        raise
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            raise EnforcementError("query nests too deeply") from exc
+        raise
+    except BaseException as exc:  # noqa: BLE001 - pyo3_runtime.PanicException is a BaseException
+        message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if type(exc).__name__ == "PanicException":
+            message = "query uses a value the parser cannot represent"
+        raise EnforcementError(f"cannot parse query: {message}") from exc
+
+
+def quote(value: str) -> str:
+    """A double-quoted PromQL string literal that both promql-parser and Prometheus read back as ``value``."""
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _label_name(name: str) -> str:
+    return name if _LEGACY_LABEL.match(name) else quote(name)
+
+
+def _label_list(names: Sequence[str]) -> str:
+    return "(" + ", ".join(_label_name(n) for n in names) + ")"
+
+
+def duration(delta: timedelta) -> str:
+    """A Prometheus duration (``1h30m``, ``-5m``, ``250ms``) exactly equal to ``delta``."""
+    total = delta // _MS
+    if total * _MS != delta:
+        raise EnforcementError("durations finer than a millisecond are not supported")
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    if total == 0:
+        return "0s"
+    parts = []
+    for unit, size in _DURATION_UNITS:
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return sign + "".join(parts)
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+class _Printer:
+    """Prints an AST as PromQL; with a matcher, every selector gets it (the enforcement).
+
+    ``check=True`` additionally asserts that every selector already carries the matcher
+    (used on the re-parsed output: defence in depth against a printing mistake).
+    """
+
+    def __init__(self, matcher: TenantMatcher | None, check: bool = False) -> None:
+        self.matcher = matcher
+        self.check = check
+        self._dispatch: dict[type, Callable[[Any], str]] = {
+            pp.VectorSelector: self.vector,
+            pp.MatrixSelector: self.matrix,
+            pp.SubqueryExpr: self.subquery,
+            pp.Call: self.call,
+            pp.AggregateExpr: self.aggregate,
+            pp.BinaryExpr: self.binary,
+            pp.UnaryExpr: self.unary,
+            pp.ParenExpr: lambda n: "(" + self.expr(n.expr) + ")",
+            pp.NumberLiteral: lambda n: _number(n.val),
+            pp.StringLiteral: lambda n: quote(n.val),
+        }
+
+    def expr(self, node: Any) -> str:
+        handler = self._dispatch.get(type(node))
+        if handler is None:
+            # Fail closed: a node type we do not know might hide a selector.
+            raise EnforcementError(f"unsupported expression: {type(node).__name__}")
+        return handler(node)
+
+    def vector(self, node: Any) -> str:
+        return self._selector(node) + self._modifiers(node.at, node.offset)
+
+    def matrix(self, node: Any) -> str:
+        inner = node.vector_selector
+        if type(inner) is not pp.VectorSelector:
+            raise EnforcementError("unsupported matrix selector")
+        return (
+            self._selector(inner)
+            + "["
+            + duration(node.range)
+            + "]"
+            + self._modifiers(inner.at, inner.offset)
+        )
+
+    def subquery(self, node: Any) -> str:
+        step = "" if node.step is None else duration(node.step)
+        return (
+            self.expr(node.expr)
+            + "["
+            + duration(node.range)
+            + ":"
+            + step
+            + "]"
+            + self._modifiers(node.at, node.offset)
+        )
+
+    def call(self, node: Any) -> str:
+        name = node.func.name
+        if not _LEGACY_LABEL.match(name):
+            raise EnforcementError("unsupported function name")
+        return name + "(" + ", ".join(self.expr(arg) for arg in node.args) + ")"
+
+    def aggregate(self, node: Any) -> str:
+        op = str(node.op)
+        if not _LEGACY_LABEL.match(op):
+            raise EnforcementError("unsupported aggregation")
+        grouping = ""
+        if node.modifier is not None:
+            kind = node.modifier.type
+            if kind == pp.AggModifierType.By:
+                grouping = " by " + _label_list(node.modifier.labels)
+            elif kind == pp.AggModifierType.Without:
+                grouping = " without " + _label_list(node.modifier.labels)
+            else:
+                raise EnforcementError("unsupported aggregation modifier")
+        args = self.expr(node.expr)
+        if node.param is not None:
+            args = self.expr(node.param) + ", " + args
+        return f"{op}{grouping} ({args})"
+
+    def binary(self, node: Any) -> str:
+        op = str(node.op)
+        if op not in _BINARY_OPS:
+            raise EnforcementError("unsupported binary operator")
+        return self.expr(node.lhs) + " " + op + self._bin_modifier(node.modifier) + " " + self.expr(node.rhs)
+
+    def unary(self, node: Any) -> str:
+        return "-" + self.expr(node.expr)
+
+    def _bin_modifier(self, mod: Any) -> str:
+        if mod is None:
+            return ""
+        out = ""
+        if mod.return_bool:
+            out += " bool"
+        if mod.matching is not None:
+            if mod.matching.type == pp.LabelModifierType.Include:
+                out += " on" + _label_list(mod.matching.labels)
+            elif mod.matching.type == pp.LabelModifierType.Exclude:
+                out += " ignoring" + _label_list(mod.matching.labels)
+            else:
+                raise EnforcementError("unsupported vector matching")
+        card = mod.card
+        if card == pp.VectorMatchCardinality.ManyToOne:
+            out += " group_left" + _label_list(mod.group_labels or [])
+        elif card == pp.VectorMatchCardinality.OneToMany:
+            out += " group_right" + _label_list(mod.group_labels or [])
+        elif card not in (pp.VectorMatchCardinality.OneToOne, pp.VectorMatchCardinality.ManyToMany):
+            raise EnforcementError("unsupported vector matching cardinality")
+        fill = mod.fill_values
+        if fill is not None and (fill.lhs is not None or fill.rhs is not None):
+            raise EnforcementError("fill() modifiers are not supported")
+        return out
+
+    def _modifiers(self, at: Any, offset: timedelta | None) -> str:
+        out = ""
+        if at is not None:
+            if at.type == pp.AtModifierType.Start:
+                out += " @ start()"
+            elif at.type == pp.AtModifierType.End:
+                out += " @ end()"
+            elif at.type == pp.AtModifierType.At and at.at is not None:
+                millis = (at.at - _EPOCH) // _MS
+                out += f" @ {millis // 1000}.{millis % 1000:03d}"
+            else:
+                raise EnforcementError("unsupported @ modifier")
+        if offset is not None:
+            out += " offset " + duration(offset)
+        return out
+
+    def _selector(self, node: Any) -> str:
+        name = node.name
+        if name is not None and not _LEGACY_METRIC.match(name):
+            raise EnforcementError("unsupported metric name")
+        matchers = node.matchers
+        groups = [list(group) for group in matchers.or_matchers]
+        if matchers.matchers:
+            if groups:
+                raise EnforcementError("mixed and/or label matchers are not supported")
+            groups = [list(matchers.matchers)]
+        if not groups:
+            groups = [[]]
+        rendered = " or ".join(self._group(group) for group in groups)
+        return (name or "") + "{" + rendered + "}"
+
+    def _group(self, group: list[Any]) -> str:
+        parts = []
+        carries = False
+        tenant = self.matcher
+        for m in group:
+            op = next((text for known, text in _OPS if m.op == known), None)
+            if op is None:
+                raise EnforcementError("unsupported label matcher")
+            if tenant is not None and op == "=" and m.name == tenant.label and m.value == tenant.value:
+                carries = True
+                continue  # printed once, first, below
+            parts.append(f"{_label_name(m.name)}{op}{quote(m.value)}")
+        if tenant is not None:
+            if self.check and not carries:
+                raise EnforcementError("internal: a selector lost the tenant matcher")
+            parts.insert(0, tenant.render())
+        return ",".join(parts)
+
+
+_BINARY_OPS = frozenset(
+    ["+", "-", "*", "/", "%", "^", "==", "!=", "<", ">", "<=", ">=", "and", "or", "unless", "atan2"]
+)
