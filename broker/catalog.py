@@ -1,0 +1,121 @@
+"""The broker's catalog (pure): one service, a plan per scope, and lookups by id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from openbrokerapi.catalog import Schemas, ServiceMetadata, ServicePlan, ServicePlanMetadata
+from openbrokerapi.service_broker import Service
+
+from broker.config import CatalogSettings
+from common.labels import Scope
+
+# This service takes no parameters: the JSON schema says so, and the broker refuses any.
+NO_PARAMETERS_SCHEMA: Mapping[str, Any] = MappingProxyType(
+    {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {},
+    }
+)
+
+_PLAN_TEXT = {
+    Scope.SPACE: (
+        "Space",
+        "Query the metrics of the backing services in this instance's space.",
+        [
+            "Prometheus query API for the backing services of one space",
+            "Works with Grafana's Prometheus data source",
+            "Credentials per binding or service key, revoked on unbind",
+        ],
+    ),
+    Scope.ORG: (
+        "Organisation",
+        "Query the metrics of every backing service in this instance's organisation.",
+        [
+            "Prometheus query API for the backing services of a whole organisation",
+            "Works with Grafana's Prometheus data source",
+            "Credentials per binding or service key, revoked on unbind",
+        ],
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The ids Cloud Controller knows us by, and what each plan lets a binding see."""
+
+    service_id: str
+    service_name: str
+    plan_scopes: Mapping[str, Scope]
+    documentation_url: str
+    support_url: str
+
+    @classmethod
+    def from_settings(cls, settings: CatalogSettings) -> Catalog:
+        return cls(
+            service_id=settings.service_id,
+            service_name=settings.service_name,
+            plan_scopes=MappingProxyType(
+                {settings.space_plan_id: Scope.SPACE, settings.org_plan_id: Scope.ORG}
+            ),
+            documentation_url=settings.documentation_url,
+            support_url=settings.support_url,
+        )
+
+    def scope_of(self, plan_id: str) -> Scope | None:
+        return self.plan_scopes.get(plan_id)
+
+    def plan_id_of(self, scope: Scope) -> str:
+        return next(pid for pid, s in self.plan_scopes.items() if s is scope)
+
+    def to_osb(self) -> Service:
+        """The catalog entry as openbrokerapi serialises it (GET /v2/catalog)."""
+        plans = [self._plan(plan_id, scope) for plan_id, scope in self.plan_scopes.items()]
+        return Service(
+            id=self.service_id,
+            name=self.service_name,
+            description="Prometheus metrics of your backing services, scoped to your space or organisation",
+            bindable=True,
+            plans=plans,
+            tags=["metrics", "prometheus", "aiven"],
+            plan_updateable=True,
+            instances_retrievable=True,
+            # Credentials are returned at bind time (and by an identical repeat of the
+            # bind); there is no endpoint that hands them out again. See docs/broker.md.
+            bindings_retrievable=False,
+            allow_context_updates=True,
+            metadata=ServiceMetadata(
+                displayName="Tenant metrics",
+                longDescription=(
+                    "Query the Prometheus metrics of the Aiven-hosted backing services in your "
+                    "space (plan 'space') or your whole organisation (plan 'org'). Each binding "
+                    "or service key gets its own credentials for a Prometheus-compatible query "
+                    "API that Grafana, promtool and the Prometheus UI can use unchanged."
+                ),
+                providerDisplayName="Cloud Foundry platform team",
+                documentationUrl=self.documentation_url,
+                supportUrl=self.support_url,
+                shareable=False,
+            ),
+        )
+
+    def _plan(self, plan_id: str, scope: Scope) -> ServicePlan:
+        display, description, bullets = _PLAN_TEXT[scope]
+        schema = {"parameters": dict(NO_PARAMETERS_SCHEMA)}
+        return ServicePlan(
+            id=plan_id,
+            name=scope.value,
+            description=description,
+            metadata=ServicePlanMetadata(displayName=display, bullets=list(bullets)),
+            free=True,
+            bindable=True,
+            plan_updateable=True,
+            schemas=Schemas(
+                service_instance={"create": dict(schema), "update": dict(schema)},
+                service_binding={"create": dict(schema)},
+            ),
+        )

@@ -1,0 +1,118 @@
+"""The broker's settings: one frozen dataclass built by a pure ``from_env(env)``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from common import config as cfg
+from common.credentials import derive_key
+from common.errors import ConfigError
+
+# Stable default catalog ids: Cloud Controller keys plans and offerings by these ids, so
+# they must never change between releases (operators may override them, once).
+DEFAULT_SERVICE_ID = "10cdfd27-97b4-4f39-9583-a56f77a858cd"
+DEFAULT_SPACE_PLAN_ID = "bc41c325-d6d4-4177-8fb3-f2432b93957f"
+DEFAULT_ORG_PLAN_ID = "fb30f71d-2053-406f-af52-f2316f3871eb"
+DEFAULT_SERVICE_NAME = "tenant-metrics"
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:8090"
+# docs/tenant-guide.md, as published beside the gateway unless operators point elsewhere.
+DOCS_PATH = "/docs/tenant-guide.md"
+DEFAULT_PORT = 8080
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+MIN_PASSWORD_LENGTH = 16
+MIN_PASSWORD_DISTINCT = 6
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSettings:
+    """What operators may rename or re-id in the catalog."""
+
+    service_id: str = DEFAULT_SERVICE_ID
+    service_name: str = DEFAULT_SERVICE_NAME
+    space_plan_id: str = DEFAULT_SPACE_PLAN_ID
+    org_plan_id: str = DEFAULT_ORG_PLAN_ID
+    documentation_url: str = DEFAULT_GATEWAY_URL + DOCS_PATH
+    support_url: str = DEFAULT_GATEWAY_URL + DOCS_PATH
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    username: str
+    password: str = field(repr=False)
+    credentials_key: bytes = field(repr=False)
+    database_url: str = field(repr=False)
+    gateway_public_url: str = DEFAULT_GATEWAY_URL
+    port: int = DEFAULT_PORT
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"{self.gateway_public_url}/ui/"
+
+
+def from_env(env: Mapping[str, str], cwd: str | None = None) -> BrokerSettings:
+    """Read and validate every broker setting; raise ConfigError naming the variable."""
+    username = cfg.get_str(env, "BROKER_USERNAME")
+    if ":" in username:
+        raise ConfigError("BROKER_USERNAME must not contain ':' (HTTP basic auth cannot carry it)")
+    password = cfg.get_str(env, "BROKER_PASSWORD")
+    check_password_strength(password, username)
+    key_material = env.get("CREDENTIALS_KEY", "").strip() or password
+    try:
+        key = derive_key(key_material)
+    except ValueError as exc:
+        raise ConfigError(f"CREDENTIALS_KEY: {exc}") from exc
+    gateway = _url(env, "GATEWAY_PUBLIC_URL", DEFAULT_GATEWAY_URL)
+    docs_url = _url(env, "BROKER_DOCUMENTATION_URL", gateway + DOCS_PATH)
+    catalog = CatalogSettings(
+        service_id=cfg.get_str(env, "BROKER_SERVICE_ID", DEFAULT_SERVICE_ID),
+        service_name=_cli_name(cfg.get_str(env, "BROKER_SERVICE_NAME", DEFAULT_SERVICE_NAME)),
+        space_plan_id=cfg.get_str(env, "BROKER_SPACE_PLAN_ID", DEFAULT_SPACE_PLAN_ID),
+        org_plan_id=cfg.get_str(env, "BROKER_ORG_PLAN_ID", DEFAULT_ORG_PLAN_ID),
+        documentation_url=docs_url,
+        support_url=_url(env, "BROKER_SUPPORT_URL", docs_url),
+    )
+    ids = (catalog.service_id, catalog.space_plan_id, catalog.org_plan_id)
+    if len(set(ids)) != len(ids):
+        raise ConfigError("BROKER_SERVICE_ID, BROKER_SPACE_PLAN_ID and BROKER_ORG_PLAN_ID must differ")
+    return BrokerSettings(
+        username=username,
+        password=password,
+        credentials_key=key,
+        database_url=cfg.database_url(env, cwd),
+        gateway_public_url=gateway,
+        port=cfg.port(env, DEFAULT_PORT),
+        max_body_bytes=cfg.get_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024),
+        catalog=catalog,
+    )
+
+
+def check_password_strength(password: str, username: str) -> None:
+    """Refuse broker passwords a guesser could reach: short, repetitive, or the username."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(f"BROKER_PASSWORD must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(set(password)) < MIN_PASSWORD_DISTINCT:
+        raise ConfigError(f"BROKER_PASSWORD must use at least {MIN_PASSWORD_DISTINCT} distinct characters")
+    if username.lower() in password.lower():
+        raise ConfigError("BROKER_PASSWORD must not contain BROKER_USERNAME")
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = cfg.get_str(env, name, default).rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL with a host, got {value!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must not carry credentials, a query or a fragment")
+    return value
+
+
+def _cli_name(name: str) -> str:
+    # OSB: names must be CLI-friendly (lowercase, no spaces).
+    if not all(c.isascii() and (c.islower() or c.isdigit() or c in "-_") for c in name):
+        raise ConfigError(f"BROKER_SERVICE_NAME must be lowercase letters, digits, '-' or '_', got {name!r}")
+    return name
