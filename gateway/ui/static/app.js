@@ -1,0 +1,292 @@
+/* The tenant page: services and their health from /api/v1/targets, a chart from /api/v1/query_range.
+ *
+ * Every request goes to the gateway's own Prometheus API with the credentials the browser
+ * already holds; the gateway restricts each answer to this tenant's services. Data from
+ * the API reaches the page as text nodes only (never as markup).
+ */
+"use strict";
+
+(function () {
+  const API = new URL("../api/v1/", window.location.href);
+  const PREFERRED_METRICS = ["cpu_usage_user", "mem_used_percent", "disk_used_percent", "system_load1", "up"];
+  const MAX_POINTS = 240;
+  const $ = (id) => document.getElementById(id);
+
+  class ApiError extends Error {
+    constructor(status, body, retryAfter) {
+      super((body && body.error) || "HTTP " + status);
+      this.status = status; this.body = body; this.retryAfter = retryAfter;
+    }
+  }
+
+  async function api(path, params) {
+    const url = new URL(path, API);
+    for (const [k, v] of params || []) url.searchParams.append(k, v);
+    let resp;
+    try {
+      resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    } catch (e) {
+      throw new ApiError(0, null, null);
+    }
+    let body = null;
+    try { body = await resp.json(); } catch (e) { body = null; }
+    if (!resp.ok || !body || body.status !== "success") {
+      const ra = parseFloat(resp.headers.get("Retry-After") || "");
+      throw new ApiError(resp.ok ? 502 : resp.status, body, isFinite(ra) ? ra : null);
+    }
+    return body.data;
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const k in attrs || {}) {
+      if (k === "class") node.className = attrs[k];
+      else node.setAttribute(k, attrs[k]);
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    }
+    return node;
+  }
+
+  function showError(err, where) {
+    const e = err instanceof ApiError ? err : new ApiError(-1, { error: String(err) }, null);
+    const info = window.TMErrors.explain(e.status, e.body, e.retryAfter);
+    $("notice-title").textContent = info.title + (where ? " (" + where + ")" : "");
+    $("notice-what").textContent = info.what;
+    $("notice-todo").textContent = "What to do: " + info.todo;
+    $("notice").dataset.kind = info.kind;
+    $("notice").hidden = false;
+  }
+  function clearError() { $("notice").hidden = true; }
+
+  function ago(iso) {
+    const t = Date.parse(iso);
+    if (!isFinite(t) || t <= 0) return "never";
+    const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+    if (s < 90) return s + " s ago";
+    if (s < 5400) return Math.round(s / 60) + " min ago";
+    return Math.round(s / 3600) + " h ago";
+  }
+
+  /** Group node targets into services (one per CF service instance / Aiven service). */
+  function groupServices(targets) {
+    const byKey = new Map();
+    for (const t of targets) {
+      const l = t.labels || {};
+      const key = l.cf_service_instance_guid || l.aiven_service_name || l.job || "?";
+      if (!byKey.has(key)) byKey.set(key, { key: key, labels: l, nodes: [] });
+      byKey.get(key).nodes.push(t);
+    }
+    const services = Array.from(byKey.values());
+    services.sort((a, b) => name(a).localeCompare(name(b)));
+    return services;
+  }
+  function name(svc) {
+    return svc.labels.cf_service_instance_name || svc.labels.aiven_service_name || svc.key;
+  }
+
+  function renderScope(services) {
+    const orgs = new Set(), spaces = new Set();
+    for (const s of services) {
+      if (s.labels.cf_organization_name) orgs.add(s.labels.cf_organization_name);
+      if (s.labels.cf_space_name) spaces.add(s.labels.cf_organization_name + " / " + s.labels.cf_space_name);
+    }
+    $("scope").textContent = services.length === 0
+      ? "No services are scraped for these credentials yet."
+      : services.length + " service" + (services.length === 1 ? "" : "s") + " in " +
+        Array.from(spaces).sort().join(", ");
+  }
+
+  function renderServices(services) {
+    const root = $("services");
+    root.replaceChildren();
+    if (services.length === 0) {
+      root.appendChild(el("p", { class: "empty" },
+        "Nothing to show yet. Services appear here a few minutes after they are created in your space " +
+        "(organisation, for an org plan), once the platform has enabled metrics for them."));
+      return;
+    }
+    for (const svc of services) {
+      const up = svc.nodes.filter((n) => n.health === "up").length;
+      const state = up === svc.nodes.length ? "up" : up === 0 ? "down" : "degraded";
+      const l = svc.labels;
+      const rows = svc.nodes
+        .slice()
+        .sort((a, b) => nodeName(a).localeCompare(nodeName(b)))
+        .map((n) => el("tr", { class: "node", "data-health": n.health || "unknown" },
+          el("td", {}, nodeName(n)),
+          el("td", {}, el("span", { class: "pill " + (n.health || "unknown") }, n.health || "unknown")),
+          el("td", { title: n.lastScrape || "" }, ago(n.lastScrape)),
+          el("td", {}, n.lastScrapeDuration !== undefined ? (n.lastScrapeDuration * 1000).toFixed(0) + " ms" : "–"),
+          el("td", { class: "error" }, n.lastError || "")));
+      const card = el("article", { class: "service " + state, "data-service": name(svc), "data-guid": l.cf_service_instance_guid || "" },
+        el("header", {},
+          el("h3", {}, name(svc)),
+          el("span", { class: "pill " + state }, up + "/" + svc.nodes.length + " nodes up")),
+        el("p", { class: "meta" },
+          [l.aiven_service_type, l.aiven_plan, l.aiven_cloud].filter(Boolean).join(" · ") +
+          (l.cf_space_name ? " — space " + l.cf_space_name : "") +
+          (l.cf_organization_name ? ", org " + l.cf_organization_name : "")),
+        el("p", { class: "meta muted" }, "Aiven service " + (l.aiven_service_name || "?")),
+        el("table", { class: "nodes" },
+          el("thead", {}, el("tr", {}, el("th", {}, "Node"), el("th", {}, "Health"), el("th", {}, "Last scrape"),
+            el("th", {}, "Took"), el("th", {}, "Last error"))),
+          el("tbody", {}, ...rows)));
+      root.appendChild(card);
+    }
+  }
+  function nodeName(t) {
+    return (t.labels && (t.labels.host || t.labels.instance)) || t.scrapeUrl || "?";
+  }
+
+  function renderServiceOptions(services) {
+    const sel = $("service");
+    const keep = sel.value;
+    sel.replaceChildren(el("option", { value: "" }, "All services"));
+    for (const s of services) {
+      if (s.labels.aiven_service_name) sel.appendChild(el("option", { value: s.labels.aiven_service_name }, name(s)));
+    }
+    if (Array.from(sel.options).some((o) => o.value === keep)) sel.value = keep;
+  }
+
+  async function loadServices() {
+    const data = await api("targets", [["state", "active"]]);
+    const services = groupServices(data.activeTargets || []);
+    renderScope(services);
+    renderServices(services);
+    renderServiceOptions(services);
+    $("updated").textContent = "Updated " + new Date().toLocaleTimeString();
+    return services;
+  }
+
+  async function loadMetricNames() {
+    const names = await api("label/__name__/values");
+    const sel = $("metric");
+    const keep = sel.value || state().metric;
+    sel.replaceChildren();
+    for (const n of names) sel.appendChild(el("option", { value: n }, n));
+    const pick = [keep].concat(PREFERRED_METRICS).find((m) => m && names.includes(m)) || names[0];
+    if (pick) sel.value = pick;
+  }
+
+  function escapeLabelValue(v) { return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n"); }
+
+  function buildQuery(step) {
+    const expr = $("expr").value.trim();
+    if (expr) return expr;
+    const metric = $("metric").value;
+    if (!metric) return "";
+    const svc = $("service").value;
+    let q = metric + (svc ? '{aiven_service_name="' + escapeLabelValue(svc) + '"}' : "");
+    if ($("rate").checked) q = "rate(" + q + "[" + Math.max(120, 4 * step) + "s])";
+    return q;
+  }
+
+  const HIDDEN_LABELS = new Set(["__name__", "cf_organization_guid", "cf_space_guid", "cf_service_instance_guid",
+    "cf_organization_name", "cf_space_name", "cf_service_instance_name", "aiven_plan", "aiven_cloud", "aiven_service_type", "aiven_service_name",
+    "project", "cloud", "service", "service_type", "job", "instance", "cluster_name"]);
+  function seriesLabel(metric) {
+    const parts = [];
+    if (metric.cf_service_instance_name) parts.push(metric.cf_service_instance_name);
+    else if (metric.aiven_service_name) parts.push(metric.aiven_service_name);
+    for (const k of Object.keys(metric).sort()) {
+      if (!HIDDEN_LABELS.has(k)) parts.push(k + "=" + metric[k]);
+    }
+    return parts.join(" ") || metric.__name__ || "{}";
+  }
+
+  async function drawChart() {
+    const range = parseInt($("range").value, 10) || 3600;
+    const end = Math.floor(Date.now() / 1000);
+    const start = end - range;
+    const step = Math.max(15, Math.ceil(range / MAX_POINTS));
+    const query = buildQuery(step);
+    saveState();
+    if (!query) { $("chart-status").textContent = "Pick a metric to draw."; return; }
+    $("chart-status").textContent = "Loading " + query + " …";
+    let data;
+    try {
+      data = await api("query_range", [["query", query], ["start", String(start)], ["end", String(end)], ["step", String(step)]]);
+    } catch (err) {
+      $("chart-status").textContent = "Could not draw " + query + ".";
+      window.TMChart.render($("chart"), [], { start: start, end: end, step: step });
+      showError(err, "chart");
+      return;
+    }
+    clearError();
+    const series = (data.result || []).map((r) => ({
+      label: seriesLabel(r.metric || {}),
+      points: (r.values || []).map((v) => [Number(v[0]), Number(v[1])]),
+    }));
+    const drawn = window.TMChart.render($("chart"), series, { start: start, end: end, step: step });
+    $("chart").dataset.points = String(drawn);
+    $("chart-title").textContent = query;
+    const legend = $("legend");
+    legend.replaceChildren();
+    series.slice(0, window.TMChart.MAX_SERIES).forEach((s, i) => {
+      const last = s.points.length ? s.points[s.points.length - 1][1] : NaN;
+      legend.appendChild(el("li", { class: "s" + i }, el("span", { class: "swatch" }), s.label,
+        el("span", { class: "last" }, isFinite(last) ? " " + window.TMChart.formatValue(last) : "")));
+    });
+    const more = series.length > window.TMChart.MAX_SERIES ? " (showing the first " + window.TMChart.MAX_SERIES + ")" : "";
+    $("chart-status").textContent = series.length + " series, " + drawn + " points, step " + step + " s" + more + ": " + query;
+  }
+
+  function state() {
+    const p = new URLSearchParams(window.location.hash.slice(1));
+    return { metric: p.get("metric") || "", service: p.get("service") || "", range: p.get("range") || "",
+      rate: p.get("rate") === "1", expr: p.get("expr") || "" };
+  }
+  function saveState() {
+    const p = new URLSearchParams();
+    if ($("metric").value) p.set("metric", $("metric").value);
+    if ($("service").value) p.set("service", $("service").value);
+    p.set("range", $("range").value);
+    if ($("rate").checked) p.set("rate", "1");
+    if ($("expr").value.trim()) p.set("expr", $("expr").value.trim());
+    history.replaceState(null, "", "#" + p.toString());
+  }
+
+  async function refresh() {
+    try {
+      await loadServices();
+      clearError();
+    } catch (err) {
+      showError(err, "services");
+      if (err.status === 401) return;
+    }
+    await drawChart();
+  }
+
+  async function start() {
+    $("api-url").textContent = new URL("..", window.location.href).href.replace(/\/$/, "");
+    const s = state();
+    if (s.range) $("range").value = s.range;
+    $("rate").checked = s.rate;
+    $("expr").value = s.expr;
+    try {
+      await loadServices();
+    } catch (err) {
+      showError(err, "services");
+      if (err.status === 401) return;
+    }
+    if (s.service) $("service").value = s.service;
+    try {
+      await loadMetricNames();
+    } catch (err) {
+      showError(err, "metric names");
+    }
+    await drawChart();
+    document.body.dataset.ready = "1";
+    $("chart-form").addEventListener("submit", (ev) => { ev.preventDefault(); drawChart(); });
+    for (const id of ["metric", "service", "range", "rate"]) $(id).addEventListener("change", () => drawChart());
+    $("refresh").addEventListener("click", () => refresh());
+    window.setInterval(() => { if (!document.hidden) loadServices().catch((err) => showError(err, "services")); }, 30000);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    start().catch((err) => showError(err, "page")).finally(() => { document.body.dataset.ready = "1"; });
+  });
+})();

@@ -1,0 +1,120 @@
+/* A small hand-written SVG line chart for Prometheus range results. No dependencies. */
+"use strict";
+
+(function (global) {
+  const NS = "http://www.w3.org/2000/svg";
+  const W = 960, H = 360;
+  const PAD = { left: 64, right: 16, top: 16, bottom: 36 };
+  const MAX_SERIES = 12;
+
+  function svgEl(name, attrs, text) {
+    const el = document.createElementNS(NS, name);
+    for (const k in attrs) el.setAttribute(k, String(attrs[k]));
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+
+  /** 1234567 -> "1.23M"; 0.000123 -> "123µ": short y-axis labels. */
+  function formatValue(v) {
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    const units = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+    for (const [f, s] of units) if (a >= f) return trim(v / f) + s;
+    if (a >= 1) return trim(v);
+    if (a >= 1e-3) return trim(v * 1e3) + "m";
+    return trim(v * 1e6) + "µ";
+  }
+  function trim(x) {
+    return String(parseFloat(x.toPrecision(3)));
+  }
+
+  /** Round numbers between lo and hi: about n ticks at 1/2/5 x 10^k. */
+  function niceTicks(lo, hi, n) {
+    if (!(hi > lo)) { hi = lo + 1; lo = lo - 1; }
+    const raw = (hi - lo) / n;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+    const ticks = [];
+    for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(+t.toPrecision(12));
+    return { ticks: ticks, step: step };
+  }
+
+  const TIME_STEPS = [15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800];
+  function timeTicks(start, end, n) {
+    const raw = (end - start) / n;
+    const step = TIME_STEPS.find((s) => s >= raw) || 86400 * Math.ceil(raw / 86400);
+    const ticks = [];
+    for (let t = Math.ceil(start / step) * step; t <= end; t += step) ticks.push(t);
+    return { ticks: ticks, step: step };
+  }
+  function formatTime(t, step) {
+    const d = new Date(t * 1000);
+    const hh = String(d.getHours()).padStart(2, "0"), mm = String(d.getMinutes()).padStart(2, "0");
+    if (step >= 86400) return (d.getMonth() + 1) + "/" + d.getDate();
+    if (step >= 21600) return (d.getMonth() + 1) + "/" + d.getDate() + " " + hh + ":" + mm;
+    return hh + ":" + mm;
+  }
+
+  /**
+   * Draw series ([{label, points: [[unixSeconds, number], ...]}]) into svg over [start, end].
+   * A gap longer than 2.5 steps breaks the line. Returns the number of points drawn.
+   */
+  function render(svg, series, opts) {
+    while (svg.lastChild && svg.lastChild.nodeName !== "title") svg.removeChild(svg.lastChild);
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    const start = opts.start, end = opts.end, step = opts.step;
+    const shown = series.slice(0, MAX_SERIES);
+    let lo = Infinity, hi = -Infinity;
+    for (const s of shown) for (const p of s.points) {
+      if (isFinite(p[1])) { lo = Math.min(lo, p[1]); hi = Math.max(hi, p[1]); }
+    }
+    const plotW = W - PAD.left - PAD.right, plotH = H - PAD.top - PAD.bottom;
+    const grid = svgEl("g", { class: "grid" });
+    svg.appendChild(grid);
+    if (lo === Infinity) {
+      svg.appendChild(svgEl("text", { x: W / 2, y: H / 2, class: "empty", "text-anchor": "middle" },
+        "No data in this range"));
+      return 0;
+    }
+    const yt = niceTicks(lo, hi, 5);
+    // Round the axis out to whole ticks, so the lines never touch the frame.
+    const y0 = Math.floor(lo / yt.step + 1e-9) * yt.step, y1 = Math.ceil(hi / yt.step - 1e-9) * yt.step;
+    if (yt.ticks[0] > y0 + 1e-12) yt.ticks.unshift(+y0.toPrecision(12));
+    if (yt.ticks[yt.ticks.length - 1] < y1 - 1e-12) yt.ticks.push(+y1.toPrecision(12));
+    const ys = y1 > y0 ? y1 - y0 : 1;
+    const x = (t) => PAD.left + ((t - start) / (end - start)) * plotW;
+    const y = (v) => PAD.top + plotH - ((v - y0) / ys) * plotH;
+
+    for (const t of yt.ticks) {
+      grid.appendChild(svgEl("line", { x1: PAD.left, x2: W - PAD.right, y1: y(t), y2: y(t) }));
+      grid.appendChild(svgEl("text", { x: PAD.left - 6, y: y(t) + 4, "text-anchor": "end", class: "tick" }, formatValue(t)));
+    }
+    const xt = timeTicks(start, end, 8);
+    for (const t of xt.ticks) {
+      grid.appendChild(svgEl("line", { x1: x(t), x2: x(t), y1: PAD.top, y2: H - PAD.bottom, class: "v" }));
+      grid.appendChild(svgEl("text", { x: x(t), y: H - PAD.bottom + 18, "text-anchor": "middle", class: "tick" }, formatTime(t, xt.step)));
+    }
+    grid.appendChild(svgEl("rect", { x: PAD.left, y: PAD.top, width: plotW, height: plotH, class: "frame" }));
+
+    let drawn = 0;
+    shown.forEach((s, i) => {
+      let d = "", prev = null, n = 0;
+      for (const p of s.points) {
+        if (!isFinite(p[1])) { prev = null; continue; }
+        const cmd = prev === null || p[0] - prev > step * 2.5 ? "M" : "L";
+        // A lone point gets a zero-length stroke so the round line cap shows it as a dot.
+        d += cmd + x(p[0]).toFixed(1) + " " + y(p[1]).toFixed(1) + (cmd === "M" ? " l0 0 " : " ");
+        prev = p[0];
+        n += 1;
+      }
+      if (!n) return;
+      const path = svgEl("path", { d: d.trim(), class: "series s" + (i % MAX_SERIES), "data-points": n });
+      path.appendChild(svgEl("title", {}, s.label));
+      svg.appendChild(path);
+      drawn += n;
+    });
+    return drawn;
+  }
+
+  global.TMChart = { render: render, formatValue: formatValue, niceTicks: niceTicks, MAX_SERIES: MAX_SERIES };
+})(window);
