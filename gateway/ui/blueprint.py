@@ -14,7 +14,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, g, jsonify, request
 
 from common.errors import TenantMetricsError, Unauthenticated, UpstreamError
 
@@ -36,7 +36,8 @@ _CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
-Authenticate = Callable[[Any], object]
+# The gateway's credential check on the raw Authorization header (``Authenticator.authenticate``).
+Authenticate = Callable[[str | None], Any]
 
 
 def _read_asset(name: str) -> bytes:
@@ -71,9 +72,9 @@ def _unauthorized(realm: str, reason: str) -> Response:
 def create_ui_blueprint(authenticate: Authenticate, *, realm: str = DEFAULT_REALM) -> Blueprint:
     """The tenant page at ``/ui/``.
 
-    ``authenticate(request)`` is the gateway's own credential check: it returns the tenant,
-    or raises ``Unauthenticated`` (or returns ``None``) when the request's credentials are
-    missing, wrong or revoked. ``realm`` must be the realm the API's 401 names, so the
+    ``authenticate(authorization_header)`` is the gateway's own credential check (its
+    ``Authenticator.authenticate``): it returns the tenant, or raises ``Unauthenticated``
+    (or returns ``None``) when the credentials are missing, wrong or revoked. ``realm`` must be the realm the API's 401 names, so the
     browser reuses the password it was given for the page when the page calls the API.
     """
     bp = Blueprint("tenant_ui", __name__, url_prefix=UI_PREFIX)
@@ -82,7 +83,7 @@ def create_ui_blueprint(authenticate: Authenticate, *, realm: str = DEFAULT_REAL
     @bp.before_request
     def _require_credentials() -> Response | None:
         try:
-            tenant = authenticate(request)
+            tenant = authenticate(request.headers.get("Authorization"))
         except Unauthenticated as exc:
             return _unauthorized(realm, str(exc) or "Your credentials were not accepted.")
         except UpstreamError:
@@ -97,6 +98,7 @@ def create_ui_blueprint(authenticate: Authenticate, *, realm: str = DEFAULT_REAL
             return _page(400, "Request refused", str(exc), "Reload the page.")
         if tenant is None:
             return _unauthorized(realm, "Your credentials were not accepted.")
+        g.tenant_ui_tenant = tenant
         return None
 
     def _serve(name: str) -> Response:
@@ -115,6 +117,20 @@ def create_ui_blueprint(authenticate: Authenticate, *, realm: str = DEFAULT_REAL
     @bp.get("/static/<string:name>")
     def static_file(name: str) -> Response:
         return _serve(name)
+
+    @bp.get("/session")
+    def session() -> Response:
+        """Who the page is signed in as: the username and the plan's scope, nothing secret."""
+        tenant = g.tenant_ui_tenant
+        scope = getattr(tenant, "scope", None)
+        resp = jsonify(
+            {
+                "username": getattr(tenant, "username", None),
+                "scope": str(scope) if scope is not None else None,
+            }
+        )
+        resp.headers["Cache-Control"] = "private, no-store"
+        return resp
 
     @bp.after_request
     def _headers(resp: Response) -> Response:

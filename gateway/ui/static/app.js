@@ -87,6 +87,20 @@
     return svc.labels.cf_service_instance_name || svc.labels.aiven_service_name || svc.key;
   }
 
+  const SCOPE_TEXT = {
+    space: "space plan: you see the services of your space",
+    org: "org plan: you see the services of every space in your organisation",
+  };
+  async function loadSession() {
+    try {
+      const resp = await fetch(new URL("session", window.location.href), { credentials: "same-origin" });
+      if (!resp.ok) return;
+      const who = await resp.json();
+      $("who").textContent = "Signed in as " + (who.username || "?") +
+        (who.scope ? " · " + (SCOPE_TEXT[who.scope] || who.scope + " plan") : "");
+    } catch (e) { /* the services call reports connection problems */ }
+  }
+
   function renderScope(services) {
     const orgs = new Set(), spaces = new Set();
     for (const s of services) {
@@ -262,6 +276,7 @@
 
   async function start() {
     $("api-url").textContent = new URL("..", window.location.href).href.replace(/\/$/, "");
+    loadSession();
     const s = state();
     if (s.range) $("range").value = s.range;
     $("rate").checked = s.rate;
