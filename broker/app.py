@@ -10,6 +10,7 @@ parameters (400/422). Every error, ours or Flask's or openbrokerapi's, leaves as
 from __future__ import annotations
 
 import hmac
+import io
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ from openbrokerapi.api import get_blueprint
 from openbrokerapi.auth import BrokerAuthenticator
 from openbrokerapi.request_filter import check_version, print_request
 from prometheus_client import CollectorRegistry
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from broker import validation
 from broker.config import BrokerSettings, from_env
@@ -186,13 +187,23 @@ def _check_request(operation: Operation, broker: TenantMetricsBroker) -> None:
 
 
 def _read_body() -> bytes:
-    limit = request.max_content_length
-    if limit is not None and request.content_length is not None and request.content_length > limit:
-        raise validation.PayloadTooLarge(f"the request body must be at most {limit} bytes")
-    try:
+    limit = request.max_content_length or 0
+    too_large = validation.PayloadTooLarge(f"the request body must be at most {limit} bytes")
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise too_large
         return request.get_data(cache=True)
-    except RequestEntityTooLarge as exc:  # chunked bodies: werkzeug counts as it reads
-        raise validation.PayloadTooLarge(f"the request body must be at most {limit} bytes") from exc
+    # Chunked: werkzeug would silently truncate at the limit, so read one byte past it
+    # ourselves, then hand the same bytes to openbrokerapi through a fresh stream.
+    environ = request.environ
+    if "wsgi.input_terminated" not in environ:
+        return b""
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return request.get_data(cache=True)
 
 
 def _error_response(exc: Exception) -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
