@@ -1,0 +1,144 @@
+"""Who is asking: broker-issued credentials (Basic, or the password as Bearer) -> Tenant.
+
+Verification is constant-time (``common.credentials.verify``), including for unknown
+usernames (a dummy hash is compared so the timing does not reveal which usernames
+exist). A positive answer is cached for at most ``ttl`` seconds (<= 1), keyed by a
+digest of the presented credentials, so an unbind or deprovision is honoured within a
+second without a DB query per request. Failures are never cached.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from common.credentials import hash_password, verify
+from common.errors import Unauthenticated, UpstreamError
+from common.labels import Scope
+from common.models import Binding, ServiceInstance
+from gateway.enforce import TenantMatcher
+
+_DUMMY_HASH = hash_password("tenant-metrics dummy password for unknown users")
+MAX_CACHE_ENTRIES = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """An authenticated caller: the binding it used and the label value it may see."""
+
+    binding_id: str
+    username: str
+    scope: Scope
+    value: str
+
+    @property
+    def matcher(self) -> TenantMatcher:
+        return TenantMatcher(self.scope.label, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """Credentials as the client sent them; the password is never printed."""
+
+    username: str | None
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Presented(username={self.username!r}, password=<redacted>)"
+
+    def cache_key(self) -> bytes:
+        return hashlib.sha256(
+            (self.username or "").encode("utf-8", "surrogatepass")
+            + b"\x00"
+            + self.password.encode("utf-8", "surrogatepass")
+        ).digest()
+
+
+def parse_authorization(header: str | None) -> Presented:
+    """Read ``Authorization: Basic ...`` or ``Authorization: Bearer <password>``."""
+    if not header:
+        raise Unauthenticated("authentication required")
+    scheme, _, rest = header.strip().partition(" ")
+    rest = rest.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(rest, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            raise Unauthenticated("malformed basic credentials") from exc
+        username, sep, password = decoded.partition(":")
+        if not sep or not username or not password:
+            raise Unauthenticated("malformed basic credentials")
+        return Presented(username, password)
+    if scheme.lower() == "bearer" and rest:
+        return Presented(None, rest)
+    raise Unauthenticated("unsupported authorization scheme")
+
+
+class Authenticator:
+    """Verifies presented credentials against the bindings table, with a short cache."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl > 1.0:
+            raise ValueError("the auth cache TTL must be at most 1 second")
+        self._sessions = session_factory
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[bytes, tuple[float, Tenant]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, header: str | None) -> Tenant:
+        presented = parse_authorization(header)
+        key = presented.cache_key()
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        tenant = self._lookup(presented)
+        if self._ttl > 0:
+            with self._lock:
+                if len(self._cache) >= MAX_CACHE_ENTRIES:
+                    self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                    if len(self._cache) >= MAX_CACHE_ENTRIES:
+                        self._cache.clear()
+                self._cache[key] = (now + self._ttl, tenant)
+        return tenant
+
+    def _lookup(self, presented: Presented) -> Tenant:
+        stmt = select(Binding, ServiceInstance).join(ServiceInstance, Binding.instance_id == ServiceInstance.id)
+        if presented.username is not None:
+            stmt = stmt.where(Binding.username == presented.username)
+        else:
+            stmt = stmt.where(Binding.password_sha256 == hash_password(presented.password))
+        try:
+            with self._sessions() as session:
+                row = session.execute(stmt).first()
+        except SQLAlchemyError as exc:
+            raise UpstreamError("credential store unavailable") from exc
+        stored = row[0].password_sha256 if row is not None else _DUMMY_HASH
+        ok = verify(presented.password, stored)
+        if row is None or not ok:
+            raise Unauthenticated("invalid credentials")
+        binding, instance = row
+        try:
+            scope = Scope(instance.scope)
+        except ValueError as exc:
+            raise Unauthenticated("credentials have an unknown scope") from exc
+        value = instance.space_guid if scope is Scope.SPACE else instance.organization_guid
+        if not value:
+            raise Unauthenticated("credentials have no tenant")
+        return Tenant(binding.id, binding.username, scope, value)

@@ -1,0 +1,88 @@
+"""The gateway's settings, read once from the environment by a pure ``from_env``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from common import config as c
+from common.errors import ConfigError
+from gateway.enforce import QueryLimits
+
+DEFAULT_PORT = 8090
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    prometheus_urls: tuple[str, ...]
+    database_url: str
+    port: int = DEFAULT_PORT
+    # How long a verified credential is trusted without asking the DB again. At most 1 s,
+    # so an unbind or deprovision takes effect within a second.
+    auth_cache_seconds: float = 1.0
+    # Per-credential token bucket: sustained requests per second, and burst size.
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 40
+    query_timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = 2.0
+    max_range_seconds: int = 32 * 24 * 3600
+    max_points: int = 11000  # Prometheus's own limit per series in a range query
+    max_query_length: int = 16384
+    max_query_depth: int = 64
+    max_query_operators: int = 256
+    # For Mimir/Cortex (multi-tenant backends): send X-Scope-OrgID. "tenant" sends the
+    # tenant's guid (the enforced label value); any other value is sent as it is.
+    scope_org_id: str | None = None
+    health_check_seconds: float = 5.0
+    public_url: str | None = None
+
+    @property
+    def limits(self) -> QueryLimits:
+        return QueryLimits(self.max_query_length, self.max_query_depth, self.max_query_operators)
+
+
+def _urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    urls = c.get_list(env, "PROMETHEUS_URLS")
+    if not urls:
+        raise ConfigError("PROMETHEUS_URLS is required (comma-separated, the first is the primary)")
+    out = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"PROMETHEUS_URLS: not an http(s) URL: {url!r}")
+        if parts.query or parts.fragment:
+            raise ConfigError(f"PROMETHEUS_URLS: must not carry a query or fragment: {url!r}")
+        out.append(url.rstrip("/"))
+    return tuple(out)
+
+
+def from_env(env: Mapping[str, str]) -> GatewaySettings:
+    cache = c.get_float(env, "GATEWAY_AUTH_CACHE_SECONDS", 1.0)
+    if cache > 1.0:
+        raise ConfigError("GATEWAY_AUTH_CACHE_SECONDS must be at most 1 (revocation within a second)")
+    rate = c.get_float(env, "GATEWAY_RATE_LIMIT_PER_SECOND", 20.0)
+    if rate <= 0:
+        raise ConfigError("GATEWAY_RATE_LIMIT_PER_SECOND must be greater than 0")
+    timeout = c.get_float(env, "GATEWAY_QUERY_TIMEOUT_SECONDS", 30.0)
+    if timeout <= 0:
+        raise ConfigError("GATEWAY_QUERY_TIMEOUT_SECONDS must be greater than 0")
+    scope_org = env.get("GATEWAY_SCOPE_ORG_ID", "").strip() or None
+    return GatewaySettings(
+        prometheus_urls=_urls(env),
+        database_url=c.database_url(env),
+        port=c.port(env, DEFAULT_PORT),
+        auth_cache_seconds=cache,
+        rate_limit_per_second=rate,
+        rate_limit_burst=c.get_int(env, "GATEWAY_RATE_LIMIT_BURST", 40, minimum=1),
+        query_timeout_seconds=timeout,
+        connect_timeout_seconds=c.get_float(env, "GATEWAY_CONNECT_TIMEOUT_SECONDS", 2.0, minimum=0.1),
+        max_range_seconds=c.get_int(env, "GATEWAY_MAX_RANGE_SECONDS", 32 * 24 * 3600, minimum=60),
+        max_points=c.get_int(env, "GATEWAY_MAX_POINTS", 11000, minimum=10),
+        max_query_length=c.get_int(env, "GATEWAY_MAX_QUERY_LENGTH", 16384, minimum=64),
+        max_query_depth=c.get_int(env, "GATEWAY_MAX_QUERY_DEPTH", 64, minimum=4),
+        max_query_operators=c.get_int(env, "GATEWAY_MAX_QUERY_OPERATORS", 256, minimum=4),
+        scope_org_id=scope_org,
+        health_check_seconds=c.get_float(env, "GATEWAY_HEALTH_CHECK_SECONDS", 5.0, minimum=0.1),
+        public_url=env.get("GATEWAY_PUBLIC_URL", "").strip() or None,
+    )

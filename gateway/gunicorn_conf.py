@@ -1,0 +1,58 @@
+"""gunicorn settings for the gateway: ``gunicorn -c gateway/gunicorn_conf.py "gateway.app:create_app()"``.
+
+Environment: PORT (default 8090), GATEWAY_BIND_HOST (default 0.0.0.0, as Cloud Foundry
+needs), GATEWAY_WORKERS (default 2 x CPUs + 1), GATEWAY_THREADS (default 8).
+Metrics from all workers are merged through prometheus_client's multiprocess mode.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from gateway.config import DEFAULT_PORT
+
+bind = f"{os.environ.get('GATEWAY_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT') or DEFAULT_PORT}"
+workers = int(os.environ.get("GATEWAY_WORKERS") or (2 * (os.cpu_count() or 1) + 1))
+threads = int(os.environ.get("GATEWAY_THREADS") or 8)
+worker_class = "gthread"
+keepalive = 75  # longer than Grafana's and the CF router's idle timeouts
+timeout = 120
+graceful_timeout = 30
+accesslog = None  # the app writes one JSON line per request, without secrets
+errorlog = "-"
+# Workers are recycled now and then: a leak (or a parser bug) cannot grow forever.
+max_requests = 20000
+max_requests_jitter = 2000
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _dir = tempfile.mkdtemp(prefix="tenant-metrics-gateway-prom-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _dir
+    _owned_dir: str | None = _dir
+else:
+    _owned_dir = None
+
+
+def on_starting(server: Any) -> None:
+    from common import jsonlog
+
+    jsonlog.configure(os.environ.get("LOG_LEVEL", "INFO"))
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    from common import jsonlog
+
+    jsonlog.configure(os.environ.get("LOG_LEVEL", "INFO"))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _owned_dir:
+        shutil.rmtree(_owned_dir, ignore_errors=True)
