@@ -202,7 +202,7 @@ def start(host: str = "127.0.0.1", port: int = 0, *, service: str = "demo-servic
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
         scheme = "https"
     bound_port = int(server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, name=f"exporter-{host}:{bound_port}", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"exporter-{host}:{bound_port}", daemon=True)
     thread.start()
     return RunningExporter(url=f"{scheme}://{host}:{bound_port}/metrics", host=host, port=bound_port,
                            identity=identity, _server=server, _thread=thread, _counter=counter)

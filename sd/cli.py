@@ -1,10 +1,145 @@
-"""`tenant-metrics` subcommands for sd."""
+"""`tenant-metrics` subcommands for sd: run, once, prometheus-config, and the admin `owner` lookup."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 from typing import Any
+
+from common.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
-    """Add this part's subcommands to the CLI (filled in by the sd work)."""
+    sd = sub.add_parser("sd", help="service discovery: integrate Aiven services, write Prometheus targets")
+    sd_sub = sd.add_subparsers(dest="sd_command", metavar="ACTION", required=True)
+    run = sd_sub.add_parser("run", help="discover forever (SD_INTERVAL_SECONDS, with jitter); "
+                                        "serves /metrics, /targets (http_sd) and /healthz on SD_LISTEN_PORT")
+    run.set_defaults(func=_run)
+    once = sd_sub.add_parser("once", help="one discovery cycle; exit status 1 if any part of it failed")
+    once.set_defaults(func=_once)
+    cfg = sd_sub.add_parser("prometheus-config",
+                            help="print the Prometheus scrape job reading the targets file; writes the "
+                                 "endpoint password and the project CA to files it references")
+    cfg.add_argument("--password-file", help="where to write the basic-auth password (default: beside the "
+                                             "targets file)")
+    cfg.add_argument("--ca-file", help="where to write the Aiven project CA (default: beside the targets file)")
+    cfg.add_argument("--job-name", default="aiven-tenant-services")
+    cfg.set_defaults(func=_prometheus_config)
+    owner = sub.add_parser("owner", help="admin: show the Cloud Foundry owner sd has for an Aiven service")
+    owner.add_argument("aiven_service_name")
+    owner.set_defaults(func=_owner)
+
+
+def _settings() -> Any:
+    from sd.config import SdSettings
+
+    return SdSettings.from_env(os.environ)
+
+
+def _once(args: argparse.Namespace) -> int:
+    from sd.app import build
+
+    app = build(_settings())
+    try:
+        report = app.discovery.run_cycle()
+    finally:
+        app.close()
+    return 0 if report.ok else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sd.app import build
+    from sd.server import SdHttpServer, staleness_health
+
+    settings = _settings()
+    app = build(settings)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("stopping", extra={"event": "sd_stopping", "signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    health = staleness_health(lambda: app.discovery.last_success, time.time(),
+                              max(3 * settings.interval_seconds, 300.0))
+    server = SdHttpServer(settings.listen_host, settings.listen_port, app.registry, app.state, health).start()
+    log.info("sd running", extra={"event": "sd_started", "listen": server.url,
+                                  "targets_file": settings.targets_file, "interval": settings.interval_seconds})
+    try:
+        app.discovery.run_forever(stop, settings.interval_seconds)
+    finally:
+        server.stop()
+        app.close()
+    return 0
+
+
+def _prometheus_config(args: argparse.Namespace) -> int:
+    from sd import promconfig
+    from sd.aiven import AivenClient
+    from sd.writer import write_if_changed
+
+    settings = _settings()
+    base = Path(settings.targets_file).resolve().parent
+    password_file = Path(args.password_file or base / "aiven-prometheus-password")
+    ca_file = Path(args.ca_file or base / "aiven-project-ca.pem")
+    client = AivenClient(settings.aiven_api_url, settings.aiven_api_token, settings.aiven_project,
+                         timeout=settings.http_timeout_seconds)
+    try:
+        endpoint = client.get_endpoint(settings.prometheus_endpoint_id)
+        ca = client.project_ca()
+    finally:
+        client.close()
+    if endpoint.type != "prometheus" or not endpoint.username or endpoint.password is None:
+        raise ConfigError("AIVEN_PROMETHEUS_ENDPOINT_ID: not a prometheus endpoint with basic auth")
+    # The password goes to a 0600 file, never to stdout (configs end up in repositories and logs).
+    write_if_changed(password_file, endpoint.password.encode())
+    os.chmod(password_file, 0o600)
+    write_if_changed(ca_file, ca.encode())
+    job = promconfig.scrape_job(targets_file=str(Path(settings.targets_file).resolve()),
+                                username=endpoint.username, password_file=str(password_file),
+                                ca_file=str(ca_file), job_name=args.job_name)
+    print(promconfig.render(job), end="")
+    return 0
+
+
+def _owner(args: argparse.Namespace) -> int:
+    from common.config import database_url, get_str
+    from common.db import make_engine, make_session_factory, session_scope
+    from sd import store
+    from sd.owners import parse_instance_guid
+
+    prefix = get_str(os.environ, "AIVEN_SERVICE_PREFIX").lower()
+    guid = parse_instance_guid(args.aiven_service_name, prefix)
+    out: dict[str, Any] = {"aiven_service_name": args.aiven_service_name, "prefix": prefix,
+                           "cf_service_instance_guid": guid}
+    if guid is None:
+        out["owner"] = None
+        out["reason"] = f"name is not '{prefix}-<cf service instance guid>'; sd ignores it"
+        print(json.dumps(out, indent=2))
+        return 1
+    engine = make_engine(database_url(os.environ))
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            row = store.load_one(session, guid)
+    finally:
+        engine.dispose()
+    if row is None:
+        out["owner"] = None
+        out["reason"] = "not resolved yet (no answer from Cloud Controller remembered)"
+        print(json.dumps(out, indent=2))
+        return 1
+    out["owner"] = {"cf_organization_guid": row.organization_guid, "cf_organization_name": row.organization_name,
+                    "cf_space_guid": row.space_guid, "cf_space_name": row.space_name,
+                    "cf_service_instance_name": row.instance_name, "missing_in_cloud_controller": row.missing,
+                    "refreshed_at": row.refreshed_at.isoformat()}
+    print(json.dumps(out, indent=2))
+    return 0 if not row.missing else 1

@@ -1,0 +1,87 @@
+"""sd's settings, read once from the environment by a pure function and validated up front."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from common.config import database_url, get_float, get_int, get_list, get_str
+from common.errors import ConfigError
+
+DEFAULT_AIVEN_API_URL = "https://api.aiven.io"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudFoundrySettings:
+    api_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SdSettings:
+    aiven_api_url: str
+    aiven_api_token: str = field(repr=False)
+    aiven_project: str = ""
+    prometheus_endpoint_id: str = ""
+    service_prefix: str = ""
+    targets_file: str = "aiven-targets.json"
+    interval_seconds: float = 60.0
+    eligible_types: tuple[str, ...] = ("opensearch", "elasticsearch")
+    scrape_port: int = 9273
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8095
+    database_url: str = field(default="", repr=False)
+    cloudfoundry: CloudFoundrySettings | None = None
+    names_refresh_seconds: float = 3600.0
+    max_integrations_per_cycle: int = 20
+    http_timeout_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SdSettings:
+        """Every sd variable, named in the error when it is wrong or missing."""
+        cf_names = ("CF_API_URL", "CF_CLIENT_ID", "CF_CLIENT_SECRET")
+        present = [n for n in cf_names if env.get(n, "").strip()]
+        cf = None
+        if present:
+            missing = [n for n in cf_names if n not in present]
+            if missing:
+                raise ConfigError(f"{missing[0]} is required when {present[0]} is set")
+            cf = CloudFoundrySettings(_url(env, "CF_API_URL", None), get_str(env, "CF_CLIENT_ID"),
+                                      get_str(env, "CF_CLIENT_SECRET"))
+        prefix = get_str(env, "AIVEN_SERVICE_PREFIX")
+        if prefix.endswith("-"):
+            raise ConfigError("AIVEN_SERVICE_PREFIX must not end with '-' (the separator is added)")
+        types = tuple(t.lower() for t in get_list(env, "SD_ELIGIBLE_TYPES", ("opensearch", "elasticsearch")))
+        return cls(
+            aiven_api_url=_url(env, "AIVEN_API_URL", DEFAULT_AIVEN_API_URL),
+            aiven_api_token=get_str(env, "AIVEN_API_TOKEN"),
+            aiven_project=get_str(env, "AIVEN_PROJECT"),
+            prometheus_endpoint_id=get_str(env, "AIVEN_PROMETHEUS_ENDPOINT_ID"),
+            service_prefix=prefix.lower(),
+            targets_file=get_str(env, "SD_TARGETS_FILE", "aiven-targets.json"),
+            interval_seconds=get_float(env, "SD_INTERVAL_SECONDS", 60.0, minimum=1.0),
+            eligible_types=types,
+            scrape_port=_port(env, "SD_SCRAPE_PORT", 9273),
+            listen_host=get_str(env, "SD_LISTEN_HOST", "127.0.0.1"),
+            listen_port=_port(env, "SD_LISTEN_PORT", 8095),
+            database_url=database_url(env),
+            cloudfoundry=cf,
+            names_refresh_seconds=get_float(env, "SD_NAMES_REFRESH_SECONDS", 3600.0, minimum=1.0),
+            max_integrations_per_cycle=get_int(env, "SD_MAX_INTEGRATIONS_PER_CYCLE", 20, minimum=0),
+            http_timeout_seconds=get_float(env, "SD_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+        )
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None) -> str:
+    value = get_str(env, name, default).rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = get_int(env, name, default, minimum=0)
+    if value > 65535:
+        raise ConfigError(f"{name} must be at most 65535, got {value}")
+    return value
