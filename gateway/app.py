@@ -34,6 +34,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.params import LimitExceeded
 from gateway.proxy import Gateway, api
 from gateway.ratelimit import RateLimiter
+from gateway.ui import create_ui_blueprint
 from gateway.upstream import Upstreams
 
 log = logging.getLogger("gateway")
@@ -101,6 +102,8 @@ def create_app(
     app.extensions["tenant_gateway"] = Gateway(settings, upstreams, metrics)
     app.extensions["tenant_gateway_engine"] = engine
     app.register_blueprint(api)
+    # The tenant page (gateway/ui) checks credentials itself, with the same realm.
+    app.register_blueprint(create_ui_blueprint(authenticator.authenticate, realm="tenant-metrics"))
 
     @app.route("/healthz", methods=["GET"], endpoint="healthz")
     def healthz() -> Response:
@@ -121,7 +124,7 @@ def create_app(
         g.started = time.perf_counter()
         g.tenant = None
         request_id_var.set(request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex)
-        if request.endpoint in PUBLIC_ENDPOINTS:
+        if request.endpoint in PUBLIC_ENDPOINTS or (request.blueprint or "") == "tenant_ui":
             return
         try:
             g.tenant = authenticator.authenticate(request.headers.get("Authorization"))
