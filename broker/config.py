@@ -112,7 +112,8 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def _cli_name(name: str) -> str:
-    # OSB: names must be CLI-friendly (lowercase, no spaces).
-    if not all(c.isascii() and (c.islower() or c.isdigit() or c in "-_") for c in name):
-        raise ConfigError(f"BROKER_SERVICE_NAME must be lowercase letters, digits, '-' or '_', got {name!r}")
+    # OSB 2.17: "MUST only contain alphanumeric characters, periods, and hyphens (no spaces)";
+    # lowercase too, as every cf command line spells it.
+    if not all(c.isascii() and (c.islower() or c.isdigit() or c in "-.") for c in name):
+        raise ConfigError(f"BROKER_SERVICE_NAME must be lowercase letters, digits, '.' or '-', got {name!r}")
     return name
