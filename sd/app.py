@@ -19,7 +19,7 @@ from sd.aiven import AivenClient
 from sd.cloudfoundry import CloudController
 from sd.config import SdSettings
 from sd.http import RetryPolicy
-from sd.dns import Resolver, system_resolver
+from sd.dns import Resolver, overrides_resolver, system_resolver
 from sd.integrator import Integrator
 from sd.loop import Discovery
 from sd.metrics import SdMetrics
@@ -46,12 +46,15 @@ class SdApp:
         self.engine.dispose()
 
 
-def build(settings: SdSettings, *, registry: CollectorRegistry | None = None, resolver: Resolver = system_resolver,
+def build(settings: SdSettings, *, registry: CollectorRegistry | None = None, resolver: Resolver | None = None,
           holder: str | None = None, dns_workers: int = 16, now: Callable[[], datetime] = utcnow,
           monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
           retry: RetryPolicy = RetryPolicy()) -> SdApp:
     """Every collaborator with a seam (clocks, sleep, resolver, registry) can be injected."""
     registry = registry or CollectorRegistry()
+    if resolver is None:
+        resolver = (overrides_resolver(settings.dns_overrides_file) if settings.dns_overrides_file
+                    else system_resolver)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     aiven = AivenClient(settings.aiven_api_url, settings.aiven_api_token, settings.aiven_project,

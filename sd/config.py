@@ -36,6 +36,7 @@ class SdSettings:
     names_refresh_seconds: float = 3600.0
     max_integrations_per_cycle: int = 20
     http_timeout_seconds: float = 30.0
+    dns_overrides_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SdSettings:
@@ -70,6 +71,7 @@ class SdSettings:
             names_refresh_seconds=get_float(env, "SD_NAMES_REFRESH_SECONDS", 3600.0, minimum=1.0),
             max_integrations_per_cycle=get_int(env, "SD_MAX_INTEGRATIONS_PER_CYCLE", 20, minimum=0),
             http_timeout_seconds=get_float(env, "SD_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+            dns_overrides_file=env.get("SD_DNS_OVERRIDES_FILE", "").strip() or None,
         )
 
 

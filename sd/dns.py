@@ -6,11 +6,14 @@ a service's targets; a service seen for the first time with no answer simply wai
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from common.errors import ConfigError
 from sd.aiven import AivenService
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,25 @@ def system_resolver(host: str) -> list[str]:
     """Every IPv4 address of ``host`` (Aiven publishes one A record per node)."""
     infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
     return sorted({str(info[4][0]) for info in infos})
+
+
+def overrides_resolver(path: str, fallback: Resolver = system_resolver) -> Resolver:
+    """A JSON file ``{"hostname": ["ip", ...]}`` answered before DNS (demo, tests, split horizon).
+
+    Read once at start; a bad file is a ConfigError naming SD_DNS_OVERRIDES_FILE."""
+    try:
+        table = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"SD_DNS_OVERRIDES_FILE: cannot read {path}: {exc}") from exc
+    if not isinstance(table, dict) or not all(
+            isinstance(v, list) and all(isinstance(i, str) for i in v) for v in table.values()):
+        raise ConfigError("SD_DNS_OVERRIDES_FILE must hold a JSON object of hostname -> [address, ...]")
+
+    def resolve(host: str) -> Sequence[str]:
+        found = table.get(host)
+        return list(found) if found is not None else fallback(host)
+
+    return resolve
 
 
 def resolve_services(services: Sequence[AivenService], resolver: Resolver,
