@@ -32,11 +32,28 @@ from typing import Any
 from fakes._http import Fault, FakeServer, Reply, Request
 
 _PREFIX = "/v1/project/"
-FAKE_CA = (
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBfakeAivenProjectCAforTestsOnly0000000000000000000000000000000000\n"
-    "-----END CERTIFICATE-----\n"
-)
+# A real (throwaway, key discarded) self-signed certificate, so configs that load it parse.
+FAKE_CA = """-----BEGIN CERTIFICATE-----
+MIIDPTCCAiWgAwIBAgIUWspcwrIPUoub3oaa4MJBkmplxc8wDQYJKoZIhvcNAQEL
+BQAwLTErMCkGA1UEAwwiRmFrZSBBaXZlbiBQcm9qZWN0IENBICh0ZXN0cyBvbmx5
+KTAgFw0yNjExMjMxMzAxMjhaGA8yMTI2MTAzMDEzMDEyOFowLTErMCkGA1UEAwwi
+RmFrZSBBaXZlbiBQcm9qZWN0IENBICh0ZXN0cyBvbmx5KTCCASIwDQYJKoZIhvcN
+AQEBBQADggEPADCCAQoCggEBAJ1Us5k3kOQBbWltrt3Fel+PUUI8OmkdSnPhzRrW
+wRL26HZx7phNr/ETL9qJSveGS/36dBTJEackvO4g0RYseBjfkjs5zBjaM1n0UE5A
+X4dHgMECoojmOj5jLDElfs1gePex3b1Zf7qtxdZnJ6XPZsTKPBiBneD5mfBBmSfY
+8rajxhUMzHcTH0c3sWfmXIWa1UJO11vXwSPFprVKKN/deenBp9ZsGnHY5qgXYBP8
+6zxHdyXjbsMrxqxH22KHJAk7m1ofnCkTqVzw73+uI33/SryqJeNHqgLlTPcm+lcN
+dfhxQakGRyzhOX7bVidQO2LcsWoEJ5JP3xeVZnUMxuXE/WMCAwEAAaNTMFEwHQYD
+VR0OBBYEFPD+asIl1m7tBQt/3j8hIyt66X2zMB8GA1UdIwQYMBaAFPD+asIl1m7t
+BQt/3j8hIyt66X2zMA8GA1UdEwEB/wQFMAMBAf8wDQYJKoZIhvcNAQELBQADggEB
+AEd6njVkW57+KV5S0EaturY6G64If0Hyca/FMzki/gu8OdprgLWRuS+oPAJUB1jk
+f4hvYVvAqGzF3ax+KF1V5s/mULCPNlcXav5KTq9EBLtgKytmRkJ4vlYOqlJqxzcH
+BBH0yqNqFcG2zOLyN/YYBFBOmT454NZlm9SdFWZsmaK/sPj+QzXxLrq9Xeu7VfQU
+ZAbkeCGukpGijTRZ+XUdot6IeXW36ckQTVimUFv/nA1B4ZWeMqfgDgBnuZBRhx/p
+cEHt4y28dlIO656CR6fUJdm/CjuytPuoUd+kQQRA03XiB+pCm6ryqO6XPz0SSnLP
+vJ6Rl6hMfXokoZaHxj5n7Zc=
+-----END CERTIFICATE-----
+"""
 
 
 def _error(status: int, message: str) -> Reply:
@@ -64,6 +81,7 @@ class FakeAiven(FakeServer):
         self.tokens = {token}
         self.duplicates = duplicates
         self.content_type = content_type
+        self.ca_certificate = FAKE_CA  # what /kms/ca answers; a test may put its exporters' CA here
         self.services: dict[str, _Service] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.integrations: dict[str, dict[str, Any]] = {}
@@ -247,7 +265,7 @@ class FakeAiven(FakeServer):
                 self._changed()
                 return self._json({"message": "deleted"})
         if parts == ["kms", "ca"] and m == "GET":
-            return self._json({"certificate": FAKE_CA})
+            return self._json({"certificate": self.ca_certificate})
         return _error(404, "Not found")
 
     def _json(self, payload: Any, status: int = 200) -> Reply:
