@@ -1,0 +1,240 @@
+"""Broker benchmark: provision+bind+unbind+deprovision cycles per second, and latency.
+
+Runs, in one go and with the same gunicorn settings, our broker on PostgreSQL and a bare
+openbrokerapi broker keeping state in memory (the ceiling), each with 1 and 16 concurrent
+clients, and prints (or writes, with --write) a Markdown report.
+
+    .venv/bin/python -m bench.broker_bench --write docs/bench/broker.md
+
+PostgreSQL: TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test);
+a scratch database is created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from broker.config import DEFAULT_SERVICE_ID, DEFAULT_SPACE_PLAN_ID  # noqa: E402
+from common import db  # noqa: E402
+
+USERNAME = "bench-broker"
+PASSWORD = "bench-password-0123456789-abcdef"
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+HEADERS = {"X-Broker-API-Version": "2.17"}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    target: str
+    clients: int
+    cycles: int
+    seconds: float
+    errors: int
+    request_p50_ms: float
+    request_p99_ms: float
+    cycle_p50_ms: float
+    cycle_p99_ms: float
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.cycles / self.seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_gunicorn(app: str, env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
+           "LOG_LEVEL": "WARNING"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "python:broker.gunicorn_conf", app],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(base + "/v2/catalog", auth=(USERNAME, PASSWORD), headers=HEADERS, timeout=2).ok:
+                return proc, base
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{app} did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def one_cycle(session: requests.Session, base: str, latencies: list[float]) -> bool:
+    iid, bid = str(uuid.uuid4()), str(uuid.uuid4())
+    query = {"service_id": DEFAULT_SERVICE_ID, "plan_id": DEFAULT_SPACE_PLAN_ID}
+    calls = [
+        ("PUT", f"/v2/service_instances/{iid}", {"json": {
+            "service_id": DEFAULT_SERVICE_ID, "plan_id": DEFAULT_SPACE_PLAN_ID,
+            "context": {"platform": "cloudfoundry", "organization_guid": "org-" + iid[:8],
+                        "space_guid": "space-" + iid[:8], "instance_name": "bench"}}}, 201),
+        ("PUT", f"/v2/service_instances/{iid}/service_bindings/{bid}", {"json": {
+            "service_id": DEFAULT_SERVICE_ID, "plan_id": DEFAULT_SPACE_PLAN_ID, "app_guid": "app"}}, 201),
+        ("DELETE", f"/v2/service_instances/{iid}/service_bindings/{bid}", {"params": query}, 200),
+        ("DELETE", f"/v2/service_instances/{iid}", {"params": query}, 200),
+    ]
+    ok = True
+    for method, path, kwargs, expected in calls:
+        started = time.perf_counter()
+        r = session.request(method, base + path, headers=HEADERS, timeout=30, **kwargs)
+        latencies.append(time.perf_counter() - started)
+        ok = ok and r.status_code == expected
+    return ok
+
+
+def measure(target: str, base: str, clients: int, seconds: float, warmup: float) -> Result:
+    stop_at = time.monotonic() + warmup + seconds
+    measure_from = time.monotonic() + warmup
+    lock = threading.Lock()
+    request_lat: list[float] = []
+    cycle_lat: list[float] = []
+    counts = {"cycles": 0, "errors": 0}
+
+    def client() -> None:
+        session = requests.Session()
+        session.auth = (USERNAME, PASSWORD)
+        mine: list[float] = []
+        mine_cycles: list[float] = []
+        cycles = errors = 0
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            lat: list[float] = []
+            ok = one_cycle(session, base, lat)
+            if time.monotonic() >= measure_from and time.monotonic() < stop_at:
+                mine.extend(lat)
+                mine_cycles.append(time.perf_counter() - started)
+                cycles += 1
+                errors += 0 if ok else 1
+        session.close()
+        with lock:
+            request_lat.extend(mine)
+            cycle_lat.extend(mine_cycles)
+            counts["cycles"] += cycles
+            counts["errors"] += errors
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    def pct(values: list[float], q: float) -> float:
+        if not values:
+            return float("nan")
+        return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1000 if len(values) > 1 else values[0] * 1000
+
+    return Result(target, clients, counts["cycles"], seconds, counts["errors"],
+                  pct(request_lat, 50), pct(request_lat, 99), pct(cycle_lat, 50), pct(cycle_lat, 99))
+
+
+def report(results: list[Result], args: argparse.Namespace, command: str) -> str:
+    lines = [
+        "# Broker benchmark",
+        "",
+        "Cycles of provision + bind + unbind + deprovision over real HTTP, each client a thread with its own",
+        "connection. `ours` is broker.app on gunicorn with PostgreSQL, every change persisted with its audit",
+        "event; `ceiling` is a bare openbrokerapi broker keeping state in a dict (bench/broker_ceiling.py),",
+        f"served by the same gunicorn settings (sync workers: {args.workers}), measured in the same run.",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; the client",
+        "threads share those CPUs with the servers and PostgreSQL.",
+        "",
+        "| target | clients | cycles/s | requests p50 (ms) | requests p99 (ms) | cycle p50 (ms) | cycle p99 (ms) | failed cycles |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r.target} | {r.clients} | {r.cycles_per_second:.1f} | {r.request_p50_ms:.2f} | "
+                     f"{r.request_p99_ms:.2f} | {r.cycle_p50_ms:.2f} | {r.cycle_p99_ms:.2f} | {r.errors} |")
+    lines.append("")
+    by = {(r.target, r.clients): r for r in results}
+    for clients in args.clients:
+        ours, ceiling = by.get(("ours", clients)), by.get(("ceiling", clients))
+        if ours and ceiling:
+            ratio = ours.cycles_per_second / ceiling.cycles_per_second
+            verdict = "meets" if ratio >= 0.5 else "misses"
+            lines.append(f"- {clients} client(s): ours reaches {ratio:.0%} of the ceiling's throughput "
+                         f"({verdict} the goal of at least 50%).")
+    lines += ["", "Reproduce (PostgreSQL on 127.0.0.1:5432, trust auth; about "
+              f"{int(len(results) * (args.seconds + args.warmup) + 15)} s):", "", "```", command, "```", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run (default 20)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers for both (default 4)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--write", type=Path, help="write the Markdown report here")
+    args = parser.parse_args(argv)
+
+    name = "tm_bench_" + uuid.uuid4().hex[:10]
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    env = {"BROKER_USERNAME": USERNAME, "BROKER_PASSWORD": PASSWORD, "DATABASE_URL": url}
+    results: list[Result] = []
+    try:
+        db.upgrade(url)
+        for target, app in (("ceiling", "bench.broker_ceiling:create_app()"), ("ours", "broker.app:create_app()")):
+            proc, base = start_gunicorn(app, env, args.workers)
+            try:
+                for clients in args.clients:
+                    result = measure(target, base, clients, args.seconds, args.warmup)
+                    print(f"{target:8} clients={clients:3} {result.cycles_per_second:8.1f} cycles/s "
+                          f"p50={result.request_p50_ms:.2f}ms p99={result.request_p99_ms:.2f}ms errors={result.errors}",
+                          flush=True)
+                    results.append(result)
+            finally:
+                stop(proc)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    command = ".venv/bin/python -m bench.broker_bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    text_out = report(results, args, command.strip())
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(text_out)
+    print(text_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
