@@ -1,0 +1,319 @@
+"""End to end: real broker issues credentials, real Prometheus (x2) scrapes loopback
+exporters of three services in two orgs, the gateway runs on gunicorn, and each tenant
+sees exactly its own series, through the calls Grafana and promtool make."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client import CollectorRegistry
+
+from bench.gateway_world import Target, start_gateway, start_prometheus, stop, wait_for_series
+from broker.app import create_app as create_broker
+from broker.config import from_env as broker_from_env
+from common import db
+from fakes import exporter
+from tests.support import serve_wsgi
+
+pytestmark = pytest.mark.e2e
+
+# Three Aiven services: svc-a in org-1/space-a; svc-b and svc-c in org-2 (space-b, space-c).
+SERVICES = {
+    "svc-a": {"cf_organization_guid": "org-1", "cf_space_guid": "space-a"},
+    "svc-b": {"cf_organization_guid": "org-2", "cf_space_guid": "space-b"},
+    "svc-c": {"cf_organization_guid": "org-2", "cf_space_guid": "space-c"},
+}
+BROKER_USER, BROKER_PASSWORD = "cloud-controller", "e2e-broker-password-0123456789"
+
+
+@dataclass
+class Creds:
+    instance_id: str
+    binding_id: str
+    plan_id: str
+    username: str
+    password: str
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.username, self.password)
+
+
+@dataclass
+class World:
+    gateway: str
+    primary: subprocess.Popen[bytes]
+    primary_url: str
+    secondary_url: str
+    broker: str
+    service_id: str
+    space_a: Creds  # space plan: sees svc-a only
+    org_2: Creds  # org plan: sees svc-b and svc-c
+    space_b: Creds  # space plan: sees svc-b only
+
+
+def _osb(broker: str, method: str, path: str, **kw: Any) -> requests.Response:
+    headers = {"X-Broker-API-Version": "2.17", "X-Broker-API-Request-Identity": str(uuid.uuid4())}
+    return requests.request(method, broker + path, auth=(BROKER_USER, BROKER_PASSWORD), headers=headers, timeout=30, **kw)
+
+
+def _provision_and_bind(broker: str, service_id: str, plan_id: str, org: str, space: str) -> Creds:
+    iid, bid = str(uuid.uuid4()), str(uuid.uuid4())
+    context = {"platform": "cloudfoundry", "organization_guid": org, "space_guid": space}
+    resp = _osb(broker, "PUT", f"/v2/service_instances/{iid}", json={
+        "service_id": service_id, "plan_id": plan_id, "organization_guid": org, "space_guid": space, "context": context,
+    })
+    assert resp.status_code == 201, resp.text
+    resp = _osb(broker, "PUT", f"/v2/service_instances/{iid}/service_bindings/{bid}", json={
+        "service_id": service_id, "plan_id": plan_id, "context": context, "bind_resource": {},
+    })
+    assert resp.status_code == 201, resp.text
+    creds = resp.json()["credentials"]
+    return Creds(iid, bid, plan_id, creds["username"], creds["password"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: str) -> Iterator[World]:
+    work = tmp_path_factory.mktemp("gateway-e2e")
+    database_url = f"sqlite:///{work / 'tm.sqlite3'}"
+    db.upgrade(database_url)
+    exporters = [exporter.start("127.0.0.1", 0, service=name, username=None) for name in SERVICES]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        targets = [
+            Target(e.url.split("//")[1].split("/")[0], {**labels, "cf_service_instance_guid": name})
+            for e, (name, labels) in zip(exporters, SERVICES.items())
+        ]
+        primary, primary_url = start_prometheus(prometheus_binary, work / "p1", targets)
+        procs.append(primary)
+        secondary, secondary_url = start_prometheus(prometheus_binary, work / "p2", targets)
+        procs.append(secondary)
+        for url in (primary_url, secondary_url):
+            wait_for_series(url, "up == 1", 3)
+            wait_for_series(url, "cpu_usage_idle", 3)
+        settings = broker_from_env({
+            "BROKER_USERNAME": BROKER_USER, "BROKER_PASSWORD": BROKER_PASSWORD, "DATABASE_URL": database_url,
+        })
+        broker_app = create_broker(settings, registry=CollectorRegistry(), configure_logging=False)
+        with serve_wsgi(broker_app) as broker:
+            catalog = settings.catalog
+            gateway_proc, gateway = start_gateway(
+                [primary_url, secondary_url], database_url, work / "gw",
+                extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "500", "GATEWAY_RATE_LIMIT_BURST": "500"},
+            )
+            procs.append(gateway_proc)
+            yield World(
+                gateway=gateway,
+                primary=primary,
+                primary_url=primary_url,
+                secondary_url=secondary_url,
+                broker=broker,
+                service_id=catalog.service_id,
+                space_a=_provision_and_bind(broker, catalog.service_id, catalog.space_plan_id, "org-1", "space-a"),
+                org_2=_provision_and_bind(broker, catalog.service_id, catalog.org_plan_id, "org-2", "space-b"),
+                space_b=_provision_and_bind(broker, catalog.service_id, catalog.space_plan_id, "org-2", "space-b"),
+            )
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        for e in exporters:
+            e.stop()
+
+
+def _services(body: dict[str, Any]) -> set[str]:
+    """The service (target label) of every series in a query, series or targets answer."""
+    key = "cf_service_instance_guid"
+    data = body["data"]
+    if isinstance(data, dict) and "result" in data:
+        return {r["metric"].get(key, "?") for r in data["result"]}
+    if isinstance(data, dict) and "activeTargets" in data:
+        return {t["labels"][key] for t in data["activeTargets"]}
+    return {s.get(key, "?") for s in data}
+
+
+def _get(world: World, creds: Creds, path: str, **params: Any) -> dict[str, Any]:
+    resp = requests.get(world.gateway + path, params=params, auth=creds.auth, timeout=30)
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+VISIBLE = {"space_a": {"svc-a"}, "org_2": {"svc-b", "svc-c"}, "space_b": {"svc-b"}}
+
+
+@pytest.mark.parametrize("who", sorted(VISIBLE))
+def test_each_tenant_sees_exactly_its_own_series(world: World, who: str) -> None:
+    creds: Creds = getattr(world, who)
+    want = VISIBLE[who]
+    now = time.time()
+    assert _services(_get(world, creds, "/api/v1/query", query="cpu_usage_idle")) == want
+    assert _services(_get(world, creds, "/api/v1/query", query='{__name__=~".+"}')) == want
+    assert _services(_get(world, creds, "/api/v1/query_range", query="rate(net_bytes_recv[5s])",
+                          start=now - 30, end=now, step=2)) == want
+    assert _services(_get(world, creds, "/api/v1/series", **{"match[]": "cpu_usage_idle"})) == want
+    assert _services(_get(world, creds, "/api/v1/series")) == want
+    assert set(_get(world, creds, "/api/v1/label/service/values")["data"]) == want
+    assert _services(_get(world, creds, "/api/v1/targets")) == want
+    labels = _get(world, creds, "/api/v1/labels")["data"]
+    assert "cf_space_guid" in labels and "service" in labels
+    names = _get(world, creds, "/api/v1/label/__name__/values")["data"]
+    assert "cpu_usage_idle" in names and "up" in names
+    meta = _get(world, creds, "/api/v1/metadata")["data"]
+    assert set(meta) <= set(names) and "system_uptime" in meta
+    assert _get(world, creds, "/api/v1/status/buildinfo")["data"]["version"].startswith("2.")
+
+
+def test_grafana_style_post_requests(world: World) -> None:
+    now = time.time()
+    resp = requests.post(world.gateway + "/api/v1/query_range", auth=world.space_a.auth, data={
+        "query": "sum by (cf_service_instance_guid) (rate(diskio_reads[10s]))", "start": now - 60, "end": now, "step": 5,
+    }, headers={"Accept-Encoding": "gzip"})
+    assert resp.status_code == 200
+    assert _services(resp.json()) == {"svc-a"}
+    resp = requests.post(world.gateway + "/api/v1/labels", auth=world.org_2.auth,
+                         data={"match[]": "cpu_usage_idle", "start": now - 60, "end": now})
+    assert resp.status_code == 200 and "service" in resp.json()["data"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool ships with prometheus")
+def test_promtool_through_the_gateway(world: World) -> None:
+    c = world.space_a
+    base = world.gateway.replace("http://", f"http://{c.username}:{c.password}@")
+
+    def promtool(*args: str) -> str:
+        proc = subprocess.run(["promtool", "query", *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    out = promtool("instant", base, "cpu_usage_idle")
+    assert "svc-a" in out and "svc-b" not in out and "svc-c" not in out
+    now = int(time.time())
+    out = promtool("range", f"--start={now - 30}", f"--end={now}", "--step=5s", base, "system_load1")
+    assert "svc-a" in out and "svc-b" not in out
+    out = promtool("series", "--match=up", base)
+    assert "svc-a" in out and "svc-b" not in out and "svc-c" not in out
+    out = promtool("labels", base, "cf_space_guid")
+    assert out.split() == ["space-a"]
+
+
+# Queries a tenant of svc-a might try in order to see svc-b/svc-c. Each must fail or
+# return only svc-a's data; the other services' names must never appear.
+TRICKS = [
+    'up{cf_space_guid="space-b"}',
+    'up{cf_space_guid!="space-a"}',
+    'up{cf_space_guid=~".*"}',
+    'up{cf_space_guid=~"space-.*"}',
+    'up{cf_space_guid=~"space-a|space-b"}',
+    'up{cf_space_guid!~"space-a"}',
+    'up{cf_organization_guid="org-2"}',
+    'up{service="svc-b"}',
+    '{cf_space_guid="space-b"}',
+    '{__name__=~".+",cf_space_guid="space-b"}',
+    '{__name__="up" or cf_space_guid="space-b"}',
+    'up{cf_space_guid="space-a"} or up{cf_space_guid="space-b"}',
+    'up or on() vector(1)',
+    'sum by (service) (up)',
+    'count by (cf_space_guid, service) ({__name__=~".+"})',
+    'label_replace(up, "cf_space_guid", "space-b", "", "")',
+    'absent(up{cf_space_guid="space-b"})',
+    'max_over_time(up{cf_space_guid="space-b"}[1m])',
+    'max_over_time(up{cf_space_guid="space-b"}[1m:1s])',
+    'up offset 1s',
+    'up @ end()',
+    'up{cf_space_guid="space-a\\"} or up{cf_space_guid=\\"space-b"}',
+    "up{cf_space_guid='space-b'}",
+    'up{cf_space_guid="space-a",cf_space_guid="space-b"}',
+    'up{CF_SPACE_GUID="space-b"}',
+    'up # {cf_space_guid="space-b"}',
+    'topk(10, {__name__=~"cpu.*"})',
+    'group by (service) ({service=~"svc-.*"})',
+    'up and on(job) up{cf_space_guid="space-b"}',
+    'sort_desc(sum by (service) (rate(net_bytes_recv[10s])))',
+]
+
+
+@pytest.mark.parametrize("query", TRICKS)
+def test_tricks_never_cross_tenants(world: World, query: str) -> None:
+    for method in ("GET", "POST"):
+        kw: dict[str, Any] = {"params": {"query": query}} if method == "GET" else {"data": {"query": query}}
+        resp = requests.request(method, world.gateway + "/api/v1/query", auth=world.space_a.auth, timeout=30, **kw)
+        assert resp.status_code in (200, 400, 422), resp.text
+        assert "svc-b" not in resp.text and "svc-c" not in resp.text
+        if resp.status_code == 200 and resp.json()["data"]["resultType"] == "vector":
+            assert _services(resp.json()) <= {"svc-a", "?"}
+
+
+MATCH_TRICKS = ['{cf_space_guid="space-b"}', '{service=~".+"}', '{__name__=~".+"}', 'up{cf_space_guid!="space-a"}',
+                '{cf_organization_guid="org-2"}', '{service="svc-b" or service="svc-c"}']
+
+
+@pytest.mark.parametrize("selector", MATCH_TRICKS)
+@pytest.mark.parametrize("path", ["/api/v1/series", "/api/v1/labels", "/api/v1/label/service/values", "/federate"])
+def test_match_tricks_never_cross_tenants(world: World, selector: str, path: str) -> None:
+    resp = requests.get(world.gateway + path, params={"match[]": selector}, auth=world.space_a.auth, timeout=30)
+    assert resp.status_code in (200, 400), resp.text
+    assert "svc-b" not in resp.text and "svc-c" not in resp.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/v1/status/config"), ("GET", "/api/v1/status/flags"), ("GET", "/api/v1/status/tsdb"),
+     ("POST", "/api/v1/admin/tsdb/snapshot"), ("POST", "/api/v1/admin/tsdb/delete_series?match[]=up"),
+     ("POST", "/api/v1/read"), ("POST", "/api/v1/write"), ("POST", "/-/quit"), ("POST", "/-/reload")],
+)
+def test_refused_paths(world: World, method: str, path: str) -> None:
+    resp = requests.request(method, world.gateway + path, auth=world.space_a.auth, timeout=30)
+    assert resp.status_code in (403, 404)
+    assert resp.json()["status"] == "error"
+    assert "svc-b" not in resp.text
+
+
+def test_client_tenancy_headers_are_ignored(world: World) -> None:
+    resp = requests.get(world.gateway + "/api/v1/query", params={"query": "up"}, auth=world.space_a.auth,
+                        headers={"X-Scope-OrgID": "org-2", "X-Prometheus-Remote-Read-Version": "1"})
+    assert _services(resp.json()) == {"svc-a"}
+
+
+def test_unauthenticated_and_wrong_tenant_password(world: World) -> None:
+    resp = requests.get(world.gateway + "/api/v1/query", params={"query": "up"})
+    assert resp.status_code == 401 and "WWW-Authenticate" in resp.headers
+    resp = requests.get(world.gateway + "/api/v1/query", params={"query": "up"},
+                        auth=(world.space_a.username, world.org_2.password))
+    assert resp.status_code == 401
+
+
+def test_unbind_cuts_access_within_a_second(world: World) -> None:
+    c = _provision_and_bind(world.broker, world.service_id, world.space_b.plan_id, "org-1", "space-a")
+    url = world.gateway + "/api/v1/query"
+    # Warm every worker's cache: several requests over keep-alive and fresh connections.
+    for _ in range(6):
+        assert requests.get(url, params={"query": "up"}, auth=c.auth, timeout=10).status_code == 200
+    resp = _osb(world.broker, "DELETE", f"/v2/service_instances/{c.instance_id}/service_bindings/{c.binding_id}",
+                params={"service_id": world.service_id, "plan_id": c.plan_id})
+    assert resp.status_code == 200, resp.text
+    unbound = time.monotonic()
+    time.sleep(1.05)
+    for _ in range(6):  # each request may land on any worker
+        assert requests.get(url, params={"query": "up"}, auth=c.auth, timeout=10).status_code == 401
+    assert time.monotonic() - unbound < 3
+
+
+def test_zz_stopping_the_primary_fails_over(world: World) -> None:
+    """Runs last in this module: it stops the primary Prometheus."""
+    before = _get(world, world.org_2, "/api/v1/query", query="up")
+    assert _services(before) == {"svc-b", "svc-c"}
+    stop(world.primary)
+    for _ in range(10):
+        after = _get(world, world.org_2, "/api/v1/query", query="up")
+        assert _services(after) == {"svc-b", "svc-c"}
+    metrics = requests.get(world.gateway + "/metrics", timeout=10).text
+    assert "tenant_metrics_gateway_failovers_total" in metrics
