@@ -180,6 +180,11 @@ def revoke(database_url: str, binding_id: str) -> None:
 class World:
     prometheus_url: str
     nodes: list[Node]
+    started: float = field(default_factory=time.monotonic)
+
+    def wait_for_data(self, seconds: float) -> None:
+        """Sleep until Prometheus holds at least ``seconds`` of scrapes."""
+        time.sleep(max(0.0, self.started + seconds - time.monotonic()))
 
 
 @contextmanager
@@ -218,7 +223,7 @@ def running_world(prometheus_binary: str, workdir: Path, extra_flags: tuple[str,
         log.close()
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/-/ready", timeout=30)
-        world = World(url, nodes)
+        world = World(url, nodes, started=time.monotonic())
         wait_until(lambda: _all_scraped(url), timeout=30, what="every target scraped twice")
         yield world
     finally:

@@ -130,7 +130,7 @@
         .slice()
         .sort((a, b) => nodeName(a).localeCompare(nodeName(b)))
         .map((n) => el("tr", { class: "node", "data-health": n.health || "unknown" },
-          el("td", {}, nodeName(n)),
+          el("td", { class: "node-name", title: (n.labels && n.labels.instance) || "" }, nodeName(n)),
           el("td", {}, el("span", { class: "pill " + (n.health || "unknown") }, n.health || "unknown")),
           el("td", { title: n.lastScrape || "" }, ago(n.lastScrape)),
           el("td", {}, n.lastScrapeDuration !== undefined ? (n.lastScrapeDuration * 1000).toFixed(0) + " ms" : "–"),
@@ -151,8 +151,19 @@
       root.appendChild(card);
     }
   }
+  // instance (ip:port) -> Aiven node name, from the "host" tag Aiven puts on every series.
+  let nodeNames = new Map();
   function nodeName(t) {
-    return (t.labels && (t.labels.host || t.labels.instance)) || t.scrapeUrl || "?";
+    const l = t.labels || {};
+    const aiven = nodeNames.get(l.instance);
+    if (aiven) return aiven;
+    return l.host || l.instance || t.scrapeUrl || "?";
+  }
+  async function loadNodeNames() {
+    try {
+      const data = await api("query", [["query", "group by (instance, host) (system_uptime)"]]);
+      nodeNames = new Map((data.result || []).map((r) => [r.metric.instance, r.metric.host]));
+    } catch (e) { /* only cosmetic: the address is shown instead */ }
   }
 
   function renderServiceOptions(services) {
@@ -166,7 +177,7 @@
   }
 
   async function loadServices() {
-    const data = await api("targets", [["state", "active"]]);
+    const [data] = await Promise.all([api("targets", [["state", "active"]]), loadNodeNames()]);
     const services = groupServices(data.activeTargets || []);
     renderScope(services);
     renderServices(services);
@@ -211,7 +222,9 @@
     return parts.join(" ") || metric.__name__ || "{}";
   }
 
+  let drawSeq = 0;  // only the latest request draws: answers can arrive out of order
   async function drawChart() {
+    const seq = ++drawSeq;
     const range = parseInt($("range").value, 10) || 3600;
     const end = Math.floor(Date.now() / 1000);
     const start = end - range;
@@ -224,16 +237,26 @@
     try {
       data = await api("query_range", [["query", query], ["start", String(start)], ["end", String(end)], ["step", String(step)]]);
     } catch (err) {
+      if (seq !== drawSeq) return;
       $("chart-status").textContent = "Could not draw " + query + ".";
-      window.TMChart.render($("chart"), [], { start: start, end: end, step: step });
+      window.TMChart.render($("chart"), [], { start: start, end: end, step: step,
+        message: "Nothing drawn: see the message above" });
+      $("chart").dataset.points = "0";
+      $("legend").replaceChildren();
       showError(err, "chart");
       return;
     }
+    if (seq !== drawSeq) return;
     clearError();
     const series = (data.result || []).map((r) => ({
+      metric: r.metric || {},
       label: seriesLabel(r.metric || {}),
       points: (r.values || []).map((v) => [Number(v[0]), Number(v[1])]),
     }));
+    // Labels that would read the same (the hidden ones differ) get the scrape address.
+    const seen = new Map();
+    for (const s of series) seen.set(s.label, (seen.get(s.label) || 0) + 1);
+    for (const s of series) if (seen.get(s.label) > 1 && s.metric.instance) s.label += " " + s.metric.instance;
     const drawn = window.TMChart.render($("chart"), series, { start: start, end: end, step: step });
     $("chart").dataset.points = String(drawn);
     $("chart-title").textContent = query;

@@ -28,6 +28,16 @@
     return String(parseFloat(x.toPrecision(3)));
   }
 
+  /** An axis label with as many decimals as the tick step needs (10.25 and 10.30, not 10.3 twice). */
+  function formatTick(v, step) {
+    const decimals = (x) => Math.max(0, Math.min(6, Math.ceil(-Math.log10(x) - 1e-9)));
+    const units = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+    for (const [f, s] of units) {
+      if (Math.abs(v) >= f && step >= f / 1000) return (v / f).toFixed(decimals(step / f)) + s;
+    }
+    return v.toFixed(decimals(step));
+  }
+
   /** Round numbers between lo and hi: about n ticks at 1/2/5 x 10^k. */
   function niceTicks(lo, hi, n) {
     if (!(hi > lo)) { hi = lo + 1; lo = lo - 1; }
@@ -73,9 +83,10 @@
     svg.appendChild(grid);
     if (lo === Infinity) {
       svg.appendChild(svgEl("text", { x: W / 2, y: H / 2, class: "empty", "text-anchor": "middle" },
-        "No data in this range"));
+        opts.message || "No data in this range"));
       return 0;
     }
+    if (hi === lo) { const pad = Math.abs(lo) * 0.1 || 1; lo -= pad; hi += pad; }  // a flat line sits mid-chart
     const yt = niceTicks(lo, hi, 5);
     // Round the axis out to whole ticks, so the lines never touch the frame.
     const y0 = Math.floor(lo / yt.step + 1e-9) * yt.step, y1 = Math.ceil(hi / yt.step - 1e-9) * yt.step;
@@ -87,7 +98,7 @@
 
     for (const t of yt.ticks) {
       grid.appendChild(svgEl("line", { x1: PAD.left, x2: W - PAD.right, y1: y(t), y2: y(t) }));
-      grid.appendChild(svgEl("text", { x: PAD.left - 6, y: y(t) + 4, "text-anchor": "end", class: "tick" }, formatValue(t)));
+      grid.appendChild(svgEl("text", { x: PAD.left - 6, y: y(t) + 4, "text-anchor": "end", class: "tick" }, formatTick(t, yt.step)));
     }
     const xt = timeTicks(start, end, 8);
     for (const t of xt.ticks) {
@@ -99,22 +110,29 @@
     let drawn = 0;
     shown.forEach((s, i) => {
       let d = "", prev = null, n = 0;
+      const segments = [];  // [first point, count] of each unbroken run
       for (const p of s.points) {
         if (!isFinite(p[1])) { prev = null; continue; }
         const cmd = prev === null || p[0] - prev > step * 2.5 ? "M" : "L";
-        // A lone point gets a zero-length stroke so the round line cap shows it as a dot.
-        d += cmd + x(p[0]).toFixed(1) + " " + y(p[1]).toFixed(1) + (cmd === "M" ? " l0 0 " : " ");
+        if (cmd === "M") segments.push([p, 0]);
+        segments[segments.length - 1][1] += 1;
+        d += cmd + x(p[0]).toFixed(1) + " " + y(p[1]).toFixed(1) + " ";
         prev = p[0];
         n += 1;
       }
       if (!n) return;
-      const path = svgEl("path", { d: d.trim(), class: "series s" + (i % MAX_SERIES), "data-points": n });
+      const cls = "s" + (i % MAX_SERIES);
+      const path = svgEl("path", { d: d.trim(), class: "series " + cls, "data-points": n });
       path.appendChild(svgEl("title", {}, s.label));
       svg.appendChild(path);
+      // A run of one point draws no line: mark it with a dot so it is seen.
+      for (const [p, count] of segments) {
+        if (count === 1) svg.appendChild(svgEl("circle", { cx: x(p[0]).toFixed(1), cy: y(p[1]).toFixed(1), r: 3, class: "dot " + cls }));
+      }
       drawn += n;
     });
     return drawn;
   }
 
-  global.TMChart = { render: render, formatValue: formatValue, niceTicks: niceTicks, MAX_SERIES: MAX_SERIES };
+  global.TMChart = { render: render, formatValue: formatValue, formatTick: formatTick, niceTicks: niceTicks, MAX_SERIES: MAX_SERIES };
 })(window);

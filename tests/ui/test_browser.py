@@ -1,0 +1,192 @@
+"""The tenant page in a real headless Chromium, through the real gateway, for two tenants."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.ui.conftest import Tenants
+from tests.ui.world import ORG_B, SERVICES, SPACE_A1, Credentials, World, revoke, visible
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's 'chromium' package (make deps)")
+    pw = sync_playwright().start()
+    try:
+        # Debian's Chromium, never a downloaded one.
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+    finally:
+        pw.stop()
+
+
+def _open(browser: Browser, base: str, who: Credentials | None, hash_: str = "") -> Page:
+    context = browser.new_context(
+        http_credentials={"username": who.username, "password": who.password} if who else None,
+        viewport={"width": 1280, "height": 1000},
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    if who is not None:
+        page.goto(f"{base}/ui/{hash_}")
+        page.wait_for_selector("body[data-ready='1']", timeout=20000)
+    return page
+
+
+def _shot(page: Page, request: pytest.FixtureRequest, what: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{request.node.name}-{what}").strip("-")
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def _services_on(page: Page) -> set[str]:
+    return {a.get_attribute("data-service") or "" for a in page.query_selector_all("article.service")}
+
+
+def _chart_points(page: Page) -> list[int]:
+    return [int(p.get_attribute("data-points") or 0) for p in page.query_selector_all("#chart path.series")]
+
+
+@pytest.mark.parametrize("tenant,scope,value", [("a", "space", SPACE_A1), ("b", "org", ORG_B)])
+def test_each_tenant_sees_its_services_health_and_a_chart(
+    browser: Browser, gateway_url: str, tenants: Tenants, request: pytest.FixtureRequest,
+    tenant: str, scope: str, value: str,
+) -> None:
+    who = getattr(tenants, tenant)
+    page = _open(browser, gateway_url, who)
+    own = visible(scope, value)
+    others = [s for s in SERVICES if s not in own]
+    assert _services_on(page) == {s.instance_name for s in own}
+    text = page.inner_text("body")
+    for s in others:
+        assert s.instance_name not in text and s.aiven_name not in text and s.instance_guid not in page.content()
+    # Health: every node of every own service is listed, with its state and last scrape.
+    for s in own:
+        card = page.locator(f"article.service[data-service='{s.instance_name}']")
+        rows = card.locator("tr.node")
+        assert rows.count() == s.nodes + s.down_nodes
+        assert card.locator("tr.node[data-health='up']").count() == s.nodes
+        if s.down_nodes:
+            down = card.locator("tr.node[data-health='down']")
+            assert down.count() == s.down_nodes
+            assert "connection refused" in down.first.locator("td.error").inner_text()
+            assert "degraded" in (card.get_attribute("class") or "")
+        assert "s ago" in rows.first.inner_text()
+    assert f"{scope} plan" in page.inner_text("#who") and who.username in page.inner_text("#who")
+    # The chart: one path per node of the default metric, each with points.
+    points = _chart_points(page)
+    assert len(points) == sum(s.nodes for s in own), page.inner_text("#chart-status")
+    assert all(n >= 1 for n in points)
+    assert page.get_attribute("#chart path.series", "d").startswith("M")
+    assert page.locator("#notice").is_hidden()
+    assert page.errors == []  # type: ignore[attr-defined]
+    _shot(page, request, "page")
+    page.context.close()
+
+
+def test_a_chosen_metric_service_and_range(browser: Browser, gateway_url: str, tenants: Tenants,
+                                           world: World, request: pytest.FixtureRequest) -> None:
+    world.wait_for_data(5)
+    page = _open(browser, gateway_url, tenants.a)
+    options = page.eval_on_selector_all("#metric option", "os => os.map(o => o.value)")
+    assert "opensearch_jvm_mem_heap_used_percent" in options and "elasticsearch_jvm_mem_heap_used_percent" in options
+    search_a = next(s for s in SERVICES if s.instance_name == "search-a")
+    page.select_option("#range", "900")
+    page.select_option("#service", search_a.aiven_name)
+    page.select_option("#metric", "opensearch_indices_search_query_total")
+    page.check("#rate")
+    expect(page.locator("#chart-status")).to_contain_text("rate(opensearch_indices_search_query_total{")
+    assert len(_chart_points(page)) == search_a.nodes
+    assert all(n >= 1 for n in _chart_points(page))
+    assert page.locator("#legend li").count() == search_a.nodes
+    assert "#" in page.url and "rate=1" in page.url  # the choice is in the link, to share or reload
+    # The chart follows the choices: another metric of the other own service.
+    page.select_option("#service", "")
+    page.uncheck("#rate")
+    page.select_option("#metric", "elasticsearch_jvm_mem_heap_used_percent")
+    expect(page.locator("#chart-status")).to_have_text(re.compile(r": elasticsearch_jvm_mem_heap_used_percent$"))
+    assert len(_chart_points(page)) == 1  # legacy-a has one node
+    _shot(page, request, "chart")
+    page.context.close()
+
+
+def test_friendly_errors(browser: Browser, gateway_url: str, tenants: Tenants, world: World,
+                         database_url: str, request: pytest.FixtureRequest) -> None:
+    world.wait_for_data(8)
+    page = _open(browser, gateway_url, tenants.a)
+
+    def draw(expr: str) -> dict[str, str]:
+        page.fill("#expr", expr)
+        page.click("#draw")
+        page.wait_for_selector("#notice:not([hidden])", timeout=20000)
+        return {"kind": page.get_attribute("#notice", "data-kind") or "", "text": page.inner_text("#notice")}
+
+    # Too expensive: Prometheus refuses to hold that many samples.
+    shown = draw('count_over_time({__name__=~".+"}[10m:1s])')
+    assert shown["kind"] == "expensive", shown
+    assert "too expensive" in shown["text"] and "shorter time range" in shown["text"]
+    _shot(page, request, "expensive")
+    # Not PromQL.
+    shown = draw("rate(up[5m]")
+    assert shown["kind"] == "bad-query" and "What to do" in shown["text"], shown
+    # A valid query clears the message.
+    page.fill("#expr", "up")
+    page.click("#draw")
+    page.wait_for_selector("#notice[hidden]", state="attached")
+
+    # Refused endpoints: the page explains the gateway's real 403s.
+    for path, method in (("status/config", "GET"), ("admin/tsdb/snapshot", "POST"), ("write", "POST")):
+        info = page.evaluate(
+            """async ([path, method]) => {
+                 const r = await fetch(new URL('../api/v1/' + path, location.href), {method});
+                 return TMErrors.explain(r.status, await r.json(), null);
+               }""",
+            [path, method],
+        )
+        assert info["kind"] == "refused", (path, info)
+        assert "not available through the tenant gateway" in info["what"]
+
+    # The key is deleted (cf delete-service-key): the next refresh says so and what to do.
+    revoke(database_url, tenants.a.binding_id)
+    page.click("#refresh")
+    page.wait_for_selector("#notice[data-kind='credentials']:not([hidden])", timeout=20000)
+    text = page.inner_text("#notice")
+    assert "no longer accepted" in text and "cf service-key" in text
+    _shot(page, request, "revoked")
+    page.context.close()
+
+
+def test_without_credentials_the_page_says_how_to_sign_in(browser: Browser, gateway_url: str,
+                                                          tenants: Tenants) -> None:
+    context = browser.new_context()
+    # What the browser receives before (or instead of) signing in: the prompt, and a page
+    # that says where the username and password come from if the prompt is cancelled.
+    resp = context.request.get(f"{gateway_url}/ui/")
+    assert resp.status == 401
+    assert resp.headers["www-authenticate"].startswith('Basic realm="tenant-metrics"')
+    page = context.new_page()
+    page.set_content(resp.text())
+    assert "cf service-key" in page.inner_text("body")
+    # The API names the same realm, so the browser reuses the page's password for fetch().
+    api = context.request.get(f"{gateway_url}/api/v1/targets")
+    assert api.status == 401 and api.headers["www-authenticate"] == resp.headers["www-authenticate"]
+    context.close()
