@@ -25,7 +25,11 @@ broker: venv
 	BROKER_USERNAME=$${BROKER_USERNAME:-broker} BROKER_PASSWORD=$${BROKER_PASSWORD:-broker-password-change-me} \
 	  $(BIN)/tenant-metrics broker
 
-run: broker
+## The whole system locally: fake Aiven + Cloud Controller, sd, Prometheus, broker, gateway.
+demo: deps
+	$(BIN)/tenant-metrics demo
+
+run: demo
 
 bench: deps
 	$(BIN)/python -m bench.run_all

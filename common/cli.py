@@ -46,12 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     cur.set_defaults(func=_db_current)
 
     from broker import cli as broker_cli
+    from demo import cli as demo_cli
     from gateway import cli as gateway_cli
     from sd import cli as sd_cli
 
     broker_cli.register(sub)
     gateway_cli.register(sub)
     sd_cli.register(sub)
+    demo_cli.register(sub)
     return parser
 
 

@@ -59,3 +59,5 @@ def configure(level: str = "INFO") -> None:
     # openbrokerapi's request logger prints headers (the Authorization header included)
     # at DEBUG; keep it at INFO whatever the root level is.
     logging.getLogger("openbrokerapi").setLevel(max(logging.INFO, root.level))
+    # Alembic narrates every plugin it loads at INFO; only its warnings are news.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
