@@ -2,8 +2,11 @@
 
 Every write is one transaction that also records an AuditEvent. Idempotency follows OSB:
 a repeat with the same fingerprint is "identical" (200), a different one a conflict (409).
-Concurrent identical requests race on the primary key: the loser's insert fails with an
-IntegrityError, and it re-reads the winner's row in a fresh transaction and compares.
+Inserts are ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: of concurrent identical
+requests, the losers wait for the winner's commit, insert nothing, then read the winner's
+row and compare fingerprints, so they never see an error. The statements are Core and
+built once (SQLAlchemy reuses their compiled form): the broker's cost per request is then
+mostly the round trips, not the ORM.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from broker.domain import (
     AuditAction,
@@ -29,21 +33,46 @@ from broker.domain import (
     fingerprint,
 )
 from common import credentials
-from common.db import make_session_factory, ping, session_scope
+from common.db import ping
 from common.errors import Conflict, InvalidInput, NotFound, UpstreamError
 from common.labels import Scope
-from common.models import AuditEvent, Binding, ServiceInstance
+from common.models import AuditEvent, Binding, ServiceInstance, utcnow
 
 # How often a write that lost a race is retried before giving up with a 503-worthy error.
 _RACE_RETRIES = 3
 
+_I = ServiceInstance.__table__
+_B = Binding.__table__
+_A = AuditEvent.__table__
+
+_GET_INSTANCE = select(_I).where(_I.c.id == bindparam("id"))
+_GET_INSTANCE_FOR_UPDATE = _GET_INSTANCE.with_for_update()
+_GET_BINDING = select(_B).where(_B.c.id == bindparam("id"))
+_BINDING_IDS = select(_B.c.id).where(_B.c.instance_id == bindparam("instance_id")).order_by(_B.c.id)
+_DELETE_BINDING = delete(_B).where(_B.c.id == bindparam("id"), _B.c.instance_id == bindparam("instance_id"))
+_DELETE_BINDINGS_OF = delete(_B).where(_B.c.instance_id == bindparam("instance_id")).returning(_B.c.id)
+_DELETE_INSTANCE = delete(_I).where(_I.c.id == bindparam("id"))
+_INSERT_AUDIT = insert(_A)
+
+
+def _insert_new(dialect: Any, table: Any) -> Any:
+    return dialect.insert(table).on_conflict_do_nothing().returning(table.c.id)
+
+
+_INSERT_NEW = {
+    name: {"instance": _insert_new(mod, _I), "binding": _insert_new(mod, _B)}
+    for name, mod in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
 
 class Store:
-    """Owns the unit-of-work boundaries; callers pass values, never sessions."""
+    """Owns the unit-of-work boundaries; callers pass values, never connections."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions: sessionmaker[Session] = make_session_factory(engine)
+        if engine.dialect.name not in _INSERT_NEW:
+            raise ValueError(f"unsupported database: {engine.dialect.name}")
+        self._new = _INSERT_NEW[engine.dialect.name]
 
     # -- reads -------------------------------------------------------------------------
 
@@ -51,36 +80,33 @@ class Store:
         ping(self.engine)
 
     def get_instance(self, instance_id: str) -> InstanceRecord:
-        with self._unit() as s:
-            row = s.get(ServiceInstance, instance_id)
+        with self._unit() as conn:
+            return _instance(self._instance_row(conn, instance_id))
+
+    def find_binding(self, binding_id: str) -> BindingRecord:
+        with self._unit() as conn:
+            row = conn.execute(_GET_BINDING, {"id": binding_id}).first()
             if row is None:
-                raise NotFound(f"service instance {instance_id} does not exist")
-            return _instance(row)
+                raise NotFound(f"binding {binding_id} does not exist")
+            return _binding(row)
 
     def instances_of_org(self, organization_guid: str) -> list[tuple[InstanceRecord, list[BindingRecord]]]:
-        with self._unit() as s:
-            rows = s.scalars(
-                select(ServiceInstance)
-                .where(ServiceInstance.organization_guid == organization_guid)
-                .order_by(ServiceInstance.created_at, ServiceInstance.id)
+        with self._unit() as conn:
+            rows = conn.execute(
+                select(_I).where(_I.c.organization_guid == organization_guid).order_by(_I.c.created_at, _I.c.id)
             ).all()
-            return [(_instance(r), [_binding(b) for b in sorted(r.bindings, key=lambda b: b.id)]) for r in rows]
+            found = []
+            for row in rows:
+                bindings = conn.execute(select(_B).where(_B.c.instance_id == row.id).order_by(_B.c.id)).all()
+                found.append((_instance(row), [_binding(b) for b in bindings]))
+            return found
 
     def audit_events(self, instance_id: str) -> list[dict[str, Any]]:
-        with self._unit() as s:
-            rows = s.scalars(
-                select(AuditEvent).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.id)
-            ).all()
+        with self._unit() as conn:
+            rows = conn.execute(select(_A).where(_A.c.instance_id == instance_id).order_by(_A.c.id)).all()
             return [
-                {
-                    "action": r.action,
-                    "instance_id": r.instance_id,
-                    "binding_id": r.binding_id,
-                    "platform": r.platform,
-                    "user_id": r.user_id,
-                    "request_id": r.request_id,
-                    "details": r.details,
-                }
+                {key: getattr(r, key) for key in
+                 ("action", "instance_id", "binding_id", "platform", "user_id", "request_id", "details")}
                 for r in rows
             ]
 
@@ -88,79 +114,81 @@ class Store:
 
     def provision(self, req: ProvisionRequest, caller: Caller) -> Outcome:
         wanted = req.fingerprint()
+        now = utcnow()
+        values = {
+            "id": req.instance_id,
+            "service_id": req.service_id,
+            "plan_id": req.plan_id,
+            "scope": req.scope.value,
+            "organization_guid": req.organization_guid,
+            "space_guid": req.space_guid,
+            "organization_name": req.organization_name,
+            "space_name": req.space_name,
+            "instance_name": req.instance_name,
+            "parameters": {},
+            "request_fingerprint": wanted,
+            "created_at": now,
+            "updated_at": now,
+        }
         for _ in range(_RACE_RETRIES):
-            try:
-                with self._unit(write=True) as s:
-                    row = s.get(ServiceInstance, req.instance_id)
-                    if row is not None:
-                        return _repeat(row, wanted)
-                    row = ServiceInstance(
-                        id=req.instance_id,
-                        service_id=req.service_id,
-                        plan_id=req.plan_id,
-                        scope=req.scope.value,
-                        organization_guid=req.organization_guid,
-                        space_guid=req.space_guid,
-                        organization_name=req.organization_name,
-                        space_name=req.space_name,
-                        instance_name=req.instance_name,
-                        parameters={},
-                        request_fingerprint=wanted,
-                    )
-                    s.add(row)
-                    _audit(s, AuditAction.PROVISION, caller, req.instance_id, None,
-                           {"plan_id": req.plan_id, "scope": req.scope.value,
-                            "organization_guid": req.organization_guid, "space_guid": req.space_guid})
-                    s.flush()
-                    return Outcome(created=True, instance=_instance(row))
-            except IntegrityError:
-                continue  # another request created it first: re-read and compare
+            with self._unit(write=True) as conn:
+                if conn.execute(self._new["instance"], values).first() is None:
+                    row = conn.execute(_GET_INSTANCE, {"id": req.instance_id}).first()
+                    if row is None:
+                        continue  # deleted between the two statements: try again
+                    if row.request_fingerprint != wanted:
+                        raise Conflict(f"service instance {req.instance_id} already exists with different attributes")
+                    return Outcome(created=False, instance=_instance(row))
+                _audit(conn, AuditAction.PROVISION, caller, req.instance_id, None,
+                       {"plan_id": req.plan_id, "scope": req.scope.value,
+                        "organization_guid": req.organization_guid, "space_guid": req.space_guid})
+                return Outcome(created=True, instance=_instance_from(values))
         raise UpstreamError("database busy: could not settle concurrent provisions, retry")
 
     def update(self, req: UpdateRequest, caller: Caller) -> InstanceRecord:
         """Change plan (and so every binding's scope: the gateway reads the instance's
         scope) and follow context renames. An instance never moves org or space."""
-        with self._unit(write=True) as s:
-            row = s.get(ServiceInstance, req.instance_id, with_for_update=True)
+        with self._unit(write=True) as conn:
+            row = conn.execute(_GET_INSTANCE_FOR_UPDATE, {"id": req.instance_id}).first()
             if row is None:
                 raise NotFound(f"service instance {req.instance_id} does not exist")
             for name, value in (("organization_guid", req.organization_guid), ("space_guid", req.space_guid)):
                 if value is not None and value != getattr(row, name):
                     raise InvalidInput(f"context.{name} differs from the instance's: an instance cannot move")
+            new: dict[str, Any] = {}
             changes: dict[str, Any] = {}
             if req.plan_id is not None and req.plan_id != row.plan_id:
                 assert req.scope is not None
+                new.update(plan_id=req.plan_id, scope=req.scope.value)
                 changes["plan_id"] = [row.plan_id, req.plan_id]
                 changes["scope"] = [row.scope, req.scope.value]
-                row.plan_id = req.plan_id
-                row.scope = req.scope.value
-                for binding in row.bindings:
-                    binding.plan_id = req.plan_id
-                changes["rescoped_bindings"] = sorted(b.id for b in row.bindings)
+                conn.execute(update(_B).where(_B.c.instance_id == row.id).values(plan_id=req.plan_id))
+                changes["rescoped_bindings"] = list(conn.scalars(_BINDING_IDS, {"instance_id": row.id}))
             for name in ("organization_name", "space_name", "instance_name"):
                 value = getattr(req, name)
                 if value is not None and value != getattr(row, name):
+                    new[name] = value
                     changes[name] = [getattr(row, name), value]
-                    setattr(row, name, value)
-            if changes:
-                row.request_fingerprint = fingerprint(
-                    service_id=row.service_id, plan_id=row.plan_id,
-                    organization_guid=row.organization_guid, space_guid=row.space_guid,
-                )
-                _audit(s, AuditAction.UPDATE, caller, row.id, None, changes)
-            s.flush()
-            return _instance(row)
+            if not new:
+                return _instance(row)
+            plan_id = new.get("plan_id", row.plan_id)
+            new["request_fingerprint"] = fingerprint(
+                service_id=row.service_id, plan_id=plan_id,
+                organization_guid=row.organization_guid, space_guid=row.space_guid,
+            )
+            new["updated_at"] = utcnow()
+            conn.execute(update(_I).where(_I.c.id == row.id).values(**new))
+            _audit(conn, AuditAction.UPDATE, caller, row.id, None, changes)
+            return _instance(conn.execute(_GET_INSTANCE, {"id": row.id}).one())
 
     def deprovision(self, instance_id: str, caller: Caller) -> list[str]:
         """Delete the instance and revoke every binding at once; returns the revoked ids."""
-        with self._unit(write=True) as s:
-            revoked = list(s.scalars(select(Binding.id).where(Binding.instance_id == instance_id)))
-            s.execute(delete(Binding).where(Binding.instance_id == instance_id))
+        with self._unit(write=True) as conn:
+            revoked = sorted(conn.scalars(_DELETE_BINDINGS_OF, {"instance_id": instance_id}))
             # rowcount, not a prior read: of two concurrent deletes only one removes the row.
-            gone = s.execute(delete(ServiceInstance).where(ServiceInstance.id == instance_id))
-            if gone.rowcount == 0:  # type: ignore[attr-defined]
+            if conn.execute(_DELETE_INSTANCE, {"id": instance_id}).rowcount == 0:
                 raise NotFound(f"service instance {instance_id} does not exist")
-            _audit(s, AuditAction.DEPROVISION, caller, instance_id, None, {"revoked_bindings": sorted(revoked)})
+            _audit(conn, AuditAction.DEPROVISION, caller, instance_id, None, {"revoked_bindings": revoked})
             return revoked
 
     # -- bindings ----------------------------------------------------------------------
@@ -171,89 +199,94 @@ class Store:
         wanted = req.fingerprint()
         for _ in range(_RACE_RETRIES):
             try:
-                with self._unit(write=True) as s:
-                    instance = s.get(ServiceInstance, req.instance_id)
-                    if instance is None:
-                        raise NotFound(f"service instance {req.instance_id} does not exist")
-                    row = s.get(Binding, req.binding_id)
-                    if row is not None:
+                with self._unit(write=True) as conn:
+                    instance = _instance(self._instance_row(conn, req.instance_id))
+                    issued = credentials.issue(key)
+                    values = {
+                        "id": req.binding_id,
+                        "instance_id": req.instance_id,
+                        "service_id": req.service_id,
+                        "plan_id": instance.plan_id,
+                        "app_guid": req.app_guid,
+                        "kind": req.kind.value,
+                        "username": issued.username,
+                        "secret_nonce": issued.secret_nonce,
+                        "password_sha256": issued.password_sha256,
+                        "request_fingerprint": wanted,
+                        "created_at": utcnow(),
+                    }
+                    if conn.execute(self._new["binding"], values).first() is None:
+                        row = conn.execute(_GET_BINDING, {"id": req.binding_id}).first()
+                        if row is None:
+                            continue
                         if row.instance_id != req.instance_id or row.request_fingerprint != wanted:
                             raise Conflict(f"binding {req.binding_id} already exists with different attributes")
-                        return Outcome(created=False, instance=_instance(instance), binding=_binding(row))
-                    issued = credentials.issue(key)
-                    row = Binding(
-                        id=req.binding_id,
-                        instance_id=req.instance_id,
-                        service_id=req.service_id,
-                        plan_id=instance.plan_id,
-                        app_guid=req.app_guid,
-                        kind=req.kind.value,
-                        username=issued.username,
-                        secret_nonce=issued.secret_nonce,
-                        password_sha256=issued.password_sha256,
-                        request_fingerprint=wanted,
-                    )
-                    s.add(row)
-                    _audit(s, AuditAction.BIND, caller, req.instance_id, req.binding_id,
+                        return Outcome(created=False, instance=instance, binding=_binding(row))
+                    _audit(conn, AuditAction.BIND, caller, req.instance_id, req.binding_id,
                            {"kind": req.kind.value, "app_guid": req.app_guid, "username": issued.username})
-                    s.flush()
-                    return Outcome(created=True, instance=_instance(instance), binding=_binding(row))
+                    return Outcome(created=True, instance=instance, binding=BindingRecord(
+                        id=req.binding_id, instance_id=req.instance_id, kind=req.kind, app_guid=req.app_guid,
+                        username=issued.username, secret_nonce=issued.secret_nonce))
             except IntegrityError:
-                continue  # a concurrent identical bind won, or the instance just went
+                continue  # the instance went while we bound (foreign key): look again
         raise UpstreamError("database busy: could not settle concurrent binds, retry")
 
-    def unbind(self, instance_id: str, binding_id: str, caller: Caller, action: AuditAction = AuditAction.UNBIND) -> None:
-        with self._unit(write=True) as s:
-            gone = s.execute(
-                delete(Binding).where(Binding.id == binding_id, Binding.instance_id == instance_id)
-            )
-            if gone.rowcount == 0:  # type: ignore[attr-defined]
+    def unbind(self, instance_id: str, binding_id: str, caller: Caller,
+               action: AuditAction = AuditAction.UNBIND) -> None:
+        with self._unit(write=True) as conn:
+            if conn.execute(_DELETE_BINDING, {"id": binding_id, "instance_id": instance_id}).rowcount == 0:
                 raise NotFound(f"binding {binding_id} does not exist")
-            _audit(s, action, caller, instance_id, binding_id, {})
-
-    def find_binding(self, binding_id: str) -> BindingRecord:
-        with self._unit() as s:
-            row = s.get(Binding, binding_id)
-            if row is None:
-                raise NotFound(f"binding {binding_id} does not exist")
-            return _binding(row)
+            _audit(conn, action, caller, instance_id, binding_id, {})
 
     # -- plumbing ----------------------------------------------------------------------
 
+    @staticmethod
+    def _instance_row(conn: Connection, instance_id: str) -> Row[Any]:
+        row = conn.execute(_GET_INSTANCE, {"id": instance_id}).first()
+        if row is None:
+            raise NotFound(f"service instance {instance_id} does not exist")
+        return row
+
     @contextmanager
-    def _unit(self, write: bool = False) -> Iterator[Session]:
-        """One transaction; any database failure other than a constraint becomes UpstreamError."""
+    def _unit(self, write: bool = False) -> Iterator[Connection]:
+        """One transaction (SQLite: BEGIN IMMEDIATE for writes, so writers queue rather
+        than deadlock); any database failure other than a constraint becomes UpstreamError."""
         try:
-            with session_scope(self._sessions, write=write) as s:
-                yield s
+            with self.engine.connect() as conn:
+                if write:
+                    conn.execution_options(write=True)
+                with conn.begin():
+                    yield conn
         except IntegrityError:
             raise
         except SQLAlchemyError as exc:
             raise UpstreamError("database unavailable") from exc
 
 
-def _repeat(row: ServiceInstance, wanted: str) -> Outcome:
-    if row.request_fingerprint != wanted:
-        raise Conflict(f"service instance {row.id} already exists with different attributes")
-    return Outcome(created=False, instance=_instance(row))
+def _audit(conn: Connection, action: AuditAction, caller: Caller, instance_id: str | None,
+           binding_id: str | None, details: dict[str, Any]) -> None:
+    conn.execute(_INSERT_AUDIT, {
+        "at": utcnow(),
+        "action": action.value,
+        "instance_id": instance_id,
+        "binding_id": binding_id,
+        "platform": caller.platform[:64] if caller.platform else None,
+        "user_id": caller.user_id[:255] if caller.user_id else None,
+        "request_id": caller.request_id[:255] if caller.request_id else None,
+        "details": details,
+    })
 
 
-def _audit(
-    s: Session, action: AuditAction, caller: Caller, instance_id: str | None, binding_id: str | None,
-    details: dict[str, Any],
-) -> None:
-    s.add(AuditEvent(
-        action=action.value,
-        instance_id=instance_id,
-        binding_id=binding_id,
-        platform=(caller.platform or None) and caller.platform[:64],
-        user_id=(caller.user_id or None) and caller.user_id[:255],
-        request_id=(caller.request_id or None) and caller.request_id[:255],
-        details=details,
-    ))
+def _instance_from(values: dict[str, Any]) -> InstanceRecord:
+    return InstanceRecord(
+        id=values["id"], service_id=values["service_id"], plan_id=values["plan_id"], scope=Scope(values["scope"]),
+        organization_guid=values["organization_guid"], space_guid=values["space_guid"],
+        organization_name=values["organization_name"], space_name=values["space_name"],
+        instance_name=values["instance_name"],
+    )
 
 
-def _instance(row: ServiceInstance) -> InstanceRecord:
+def _instance(row: Any) -> InstanceRecord:
     return InstanceRecord(
         id=row.id,
         service_id=row.service_id,
@@ -267,7 +300,7 @@ def _instance(row: ServiceInstance) -> InstanceRecord:
     )
 
 
-def _binding(row: Binding) -> BindingRecord:
+def _binding(row: Any) -> BindingRecord:
     return BindingRecord(
         id=row.id,
         instance_id=row.instance_id,
