@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from common import jsonlog
 from common.config import database_url
@@ -28,6 +28,47 @@ def _db_current(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings_checks() -> dict[str, Callable[[Mapping[str, str]], object]]:
+    from broker.config import from_env as broker_settings
+    from gateway.config import from_env as gateway_settings
+    from sd.config import SdSettings
+
+    return {"broker": broker_settings, "gateway": gateway_settings, "sd": SdSettings.from_env}
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Validate each part's settings, then the database: every problem, not just the first."""
+    from common import db
+
+    checks = _settings_checks()
+    parts = list(checks) if args.part == "all" else [args.part]
+    problems = 0
+    for part in parts:
+        try:
+            checks[part](os.environ)
+            print(f"ok    {part}: settings valid")
+        except ConfigError as exc:
+            problems += 1
+            print(f"FAIL  {part}: {exc}")
+    try:
+        url = database_url(os.environ)
+        engine = db.make_engine(url)
+        try:
+            db.ping(engine)
+        finally:
+            engine.dispose()
+        current, head = db.current_revision(url), db.head_revision()
+        if current == head:
+            print(f"ok    database: reachable, schema at {current}")
+        else:
+            problems += 1
+            print(f"FAIL  database: schema at {current or '(empty)'}, code expects {head}: run 'tenant-metrics db upgrade'")
+    except TenantMetricsError as exc:
+        problems += 1
+        print(f"FAIL  database: {exc}")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tenant-metrics",
@@ -44,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_db_upgrade)
     cur = db_sub.add_parser("current", help="print the database's schema revision")
     cur.set_defaults(func=_db_current)
+
+    check = sub.add_parser("check", help="validate settings (all parts or one) and the database before starting")
+    check.add_argument("part", nargs="?", default="all", choices=["all", "broker", "gateway", "sd"])
+    check.set_defaults(func=_check)
 
     from broker import cli as broker_cli
     from demo import cli as demo_cli

@@ -117,6 +117,13 @@ def upgrade(url: str, revision: str = "head") -> None:
         engine.dispose()
 
 
+def head_revision() -> str | None:
+    """The newest migration this code ships."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
 def current_revision(url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
