@@ -74,7 +74,8 @@ def create_app(
     if configure_logging:
         jsonlog.configure(os.environ.get("LOG_LEVEL", "INFO"))
     settings = settings or from_env(os.environ)
-    store = Store(make_engine(settings.database_url))
+    # No pre-ping round trip per checkout: Store reconnects once on a dead connection.
+    store = Store(make_engine(settings.database_url, pool_pre_ping=False))
     broker = TenantMetricsBroker(settings, store)
     metrics = BrokerMetrics(registry if registry is not None else CollectorRegistry(),
                             multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)

@@ -11,14 +11,15 @@ mostly the round trips, not the ORM.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from broker.domain import (
     AuditAction,
@@ -55,6 +56,32 @@ _DELETE_INSTANCE = delete(_I).where(_I.c.id == bindparam("id"))
 _INSERT_AUDIT = insert(_A)
 
 
+T = TypeVar("T")
+
+
+class _Disconnected(UpstreamError):
+    """The pooled connection was dead (database restarted or failed over)."""
+
+
+def _reconnecting(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a unit of work again, once, on a fresh connection if the pooled one was dead.
+
+    This replaces the pool's pre-ping (a round trip before every checkout) at no cost on
+    the happy path. Repeating is safe because every operation is idempotent at the OSB
+    level: if the first attempt's COMMIT did land, the repeat finds the row (200) or finds
+    it gone (410, which Cloud Controller takes as success for a delete).
+    """
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except _Disconnected:
+            return method(*args, **kwargs)
+
+    return run
+
+
 def _insert_new(dialect: Any, table: Any) -> Any:
     return dialect.insert(table).on_conflict_do_nothing().returning(table.c.id)
 
@@ -79,10 +106,12 @@ class Store:
     def ping(self) -> None:
         ping(self.engine)
 
+    @_reconnecting
     def get_instance(self, instance_id: str) -> InstanceRecord:
         with self._unit() as conn:
             return _instance(self._instance_row(conn, instance_id))
 
+    @_reconnecting
     def find_binding(self, binding_id: str) -> BindingRecord:
         with self._unit() as conn:
             row = conn.execute(_GET_BINDING, {"id": binding_id}).first()
@@ -90,6 +119,7 @@ class Store:
                 raise NotFound(f"binding {binding_id} does not exist")
             return _binding(row)
 
+    @_reconnecting
     def instances_of_org(self, organization_guid: str) -> list[tuple[InstanceRecord, list[BindingRecord]]]:
         with self._unit() as conn:
             rows = conn.execute(
@@ -101,6 +131,7 @@ class Store:
                 found.append((_instance(row), [_binding(b) for b in bindings]))
             return found
 
+    @_reconnecting
     def audit_events(self, instance_id: str) -> list[dict[str, Any]]:
         with self._unit() as conn:
             rows = conn.execute(select(_A).where(_A.c.instance_id == instance_id).order_by(_A.c.id)).all()
@@ -112,6 +143,7 @@ class Store:
 
     # -- instances ---------------------------------------------------------------------
 
+    @_reconnecting
     def provision(self, req: ProvisionRequest, caller: Caller) -> Outcome:
         wanted = req.fingerprint()
         now = utcnow()
@@ -145,6 +177,7 @@ class Store:
                 return Outcome(created=True, instance=_instance_from(values))
         raise UpstreamError("database busy: could not settle concurrent provisions, retry")
 
+    @_reconnecting
     def update(self, req: UpdateRequest, caller: Caller) -> InstanceRecord:
         """Change plan (and so every binding's scope: the gateway reads the instance's
         scope) and follow context renames. An instance never moves org or space."""
@@ -181,6 +214,7 @@ class Store:
             _audit(conn, AuditAction.UPDATE, caller, row.id, None, changes)
             return _instance(conn.execute(_GET_INSTANCE, {"id": row.id}).one())
 
+    @_reconnecting
     def deprovision(self, instance_id: str, caller: Caller) -> list[str]:
         """Delete the instance and revoke every binding at once; returns the revoked ids."""
         with self._unit(write=True) as conn:
@@ -193,6 +227,7 @@ class Store:
 
     # -- bindings ----------------------------------------------------------------------
 
+    @_reconnecting
     def bind(self, req: BindRequest, caller: Caller, key: bytes) -> Outcome:
         """Create the binding with fresh credentials derived from ``key``, or return the
         identical existing one (whose password the caller derives again from its nonce)."""
@@ -231,6 +266,7 @@ class Store:
                 continue  # the instance went while we bound (foreign key): look again
         raise UpstreamError("database busy: could not settle concurrent binds, retry")
 
+    @_reconnecting
     def unbind(self, instance_id: str, binding_id: str, caller: Caller,
                action: AuditAction = AuditAction.UNBIND) -> None:
         with self._unit(write=True) as conn:
@@ -259,6 +295,10 @@ class Store:
                     yield conn
         except IntegrityError:
             raise
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise _Disconnected("database connection lost") from exc
+            raise UpstreamError("database unavailable") from exc
         except SQLAlchemyError as exc:
             raise UpstreamError("database unavailable") from exc
 

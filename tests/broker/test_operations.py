@@ -135,3 +135,33 @@ def test_database_outage_is_503_and_recovers_without_restart(missing_database: t
         assert osb.provision("inst-1").status_code == 201
         osb.session.close()
     app.extensions["tenant_metrics_broker"].store.engine.dispose()
+
+
+def test_dead_pooled_connections_are_replaced_without_an_error() -> None:
+    """PostgreSQL restarted or failed over: pooled connections are dead, yet the next
+    requests succeed (the store reconnects once instead of pinging before every use)."""
+    name = "tm_reconnect_" + uuid.uuid4().hex[:12]
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        db.upgrade(url)
+        settings = from_env(broker_env(url))
+        app = create_app(settings, registry=CollectorRegistry(), configure_logging=False)
+        with serve_wsgi(app) as base:
+            osb = Osb(base, settings)
+            assert osb.provision("inst-1").status_code == 201
+            with admin.connect() as conn:
+                killed = conn.execute(text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name}).scalar()
+            assert killed and killed >= 1
+            assert osb.request("GET", "/v2/service_instances/inst-1").status_code == 200
+            assert osb.bind("inst-1", "bind-1").status_code == 201
+            osb.session.close()
+        app.extensions["tenant_metrics_broker"].store.engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
