@@ -10,8 +10,10 @@ tenant sees; it only makes it readable.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, g, jsonify, request
@@ -20,6 +22,10 @@ from common.errors import TenantMetricsError, Unauthenticated, UpstreamError
 
 UI_PREFIX = "/ui"
 DEFAULT_REALM = "tenant-metrics"
+# The Grafana dashboards tenants import (dashboards/ in the source tree, which is what
+# `cf push` uploads); offered for download on the page when present.
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "dashboards"
+_DASHBOARD_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*\.json$")
 
 # Files the page is made of: a fixed allow-list, so no path from the URL reaches the disk.
 _ASSETS: dict[str, str] = {
@@ -69,7 +75,15 @@ def _unauthorized(realm: str, reason: str) -> Response:
     return resp
 
 
-def create_ui_blueprint(authenticate: Authenticate, *, realm: str = DEFAULT_REALM) -> Blueprint:
+def _read_dashboards(directory: Path) -> dict[str, bytes]:
+    if not directory.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.json")) if _DASHBOARD_NAME.match(p.name)}
+
+
+def create_ui_blueprint(
+    authenticate: Authenticate, *, realm: str = DEFAULT_REALM, dashboard_dir: Path = DASHBOARD_DIR
+) -> Blueprint:
     """The tenant page at ``/ui/``.
 
     ``authenticate(authorization_header)`` is the gateway's own credential check (its
@@ -79,6 +93,7 @@ def create_ui_blueprint(authenticate: Authenticate, *, realm: str = DEFAULT_REAL
     """
     bp = Blueprint("tenant_ui", __name__, url_prefix=UI_PREFIX)
     assets = {name: (_read_asset(name), ctype) for name, ctype in _ASSETS.items()}
+    dashboards = _read_dashboards(dashboard_dir)
 
     @bp.before_request
     def _require_credentials() -> Response | None:
@@ -130,6 +145,18 @@ def create_ui_blueprint(authenticate: Authenticate, *, realm: str = DEFAULT_REAL
             }
         )
         resp.headers["Cache-Control"] = "private, no-store"
+        return resp
+
+    @bp.get("/dashboards/")
+    def dashboard_list() -> Response:
+        return jsonify({"dashboards": sorted(dashboards)})
+
+    @bp.get("/dashboards/<string:name>")
+    def dashboard_file(name: str) -> Response:
+        if name not in dashboards:
+            abort(404)
+        resp = Response(dashboards[name], status=200, content_type="application/json")
+        resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return resp
 
     @bp.after_request

@@ -104,3 +104,14 @@ def test_database_down_is_a_clear_503() -> None:
     engine.dispose()
     assert resp.status_code == 503
     assert "Try again in a minute" in resp.get_data(as_text=True)
+
+
+def test_dashboards_to_download(client: FlaskClient, tenant: Credentials) -> None:
+    auth = _basic(tenant.username, tenant.password)
+    listed = client.get("/ui/dashboards/", headers=auth).get_json()["dashboards"]
+    assert {"aiven-opensearch.json", "aiven-elasticsearch.json"} <= set(listed)
+    resp = client.get("/ui/dashboards/aiven-opensearch.json", headers=auth)
+    assert resp.status_code == 200 and resp.get_json()["uid"] == "tm-aiven-opensearch"
+    assert "attachment" in resp.headers["Content-Disposition"]
+    assert client.get("/ui/dashboards/build.py", headers=auth).status_code == 404
+    assert client.get("/ui/dashboards/aiven-opensearch.json").status_code == 401

@@ -98,6 +98,7 @@ def test_each_tenant_sees_its_services_health_and_a_chart(
     assert all(n >= 1 for n in points)
     assert page.get_attribute("#chart path.series", "d").startswith("M")
     assert page.locator("#notice").is_hidden()
+    assert page.locator("#dashboards a").count() >= 2  # the Grafana dashboards to import
     assert page.errors == []  # type: ignore[attr-defined]
     _shot(page, request, "page")
     page.context.close()
@@ -167,6 +168,23 @@ def test_friendly_errors(browser: Browser, gateway_url: str, tenants: Tenants, w
         )
         assert info["kind"] == "refused", (path, info)
         assert "not available through the tenant gateway" in info["what"]
+
+    # The gateway's own limits read as "too expensive", with what to do.
+    now = 1_800_000_000
+    for path, params in (
+        ("query", {"query": "up" + " " * 20000}),  # longer than the gateway accepts
+        ("query_range", {"query": "up", "start": now - 90 * 86400, "end": now, "step": 3600}),  # range too long
+        ("query_range", {"query": "up", "start": now - 86400, "end": now, "step": 1}),  # too many points
+    ):
+        info = page.evaluate(
+            """async ([path, params]) => {
+                 const r = await fetch(new URL('../api/v1/' + path, location.href),
+                   {method: 'POST', body: new URLSearchParams(params)});
+                 return TMErrors.explain(r.status, await r.json(), null);
+               }""",
+            [path, {k: str(v) for k, v in params.items()}],
+        )
+        assert info["kind"] == "expensive", (path, info)
 
     # The key is deleted (cf delete-service-key): the next refresh says so and what to do.
     revoke(database_url, tenants.a.binding_id)

@@ -101,6 +101,16 @@
     } catch (e) { /* the services call reports connection problems */ }
   }
 
+  async function loadDashboards() {
+    try {
+      const resp = await fetch(new URL("dashboards/", window.location.href), { credentials: "same-origin" });
+      if (!resp.ok) return;
+      const list = (await resp.json()).dashboards || [];
+      $("dashboards").replaceChildren(...list.map((n) =>
+        el("li", {}, el("a", { href: "dashboards/" + encodeURIComponent(n), download: n }, n))));
+    } catch (e) { /* optional */ }
+  }
+
   function renderScope(services) {
     const orgs = new Set(), spaces = new Set();
     for (const s of services) {
@@ -300,6 +310,7 @@
   async function start() {
     $("api-url").textContent = new URL("..", window.location.href).href.replace(/\/$/, "");
     loadSession();
+    loadDashboards();
     const s = state();
     if (s.range) $("range").value = s.range;
     $("rate").checked = s.rate;

@@ -2,7 +2,8 @@
 "use strict";
 
 (function (global) {
-  const EXPENSIVE = /too many samples|maximum resolution|exceed|too expensive|too many series|limit|points per timeseries/i;
+  // Prometheus's own limits, and the gateway's (query length, nesting, operators, range).
+  const EXPENSIVE = /too many samples|maximum resolution|exceed|too expensive|too many series|limit|points per timeseries|longer than|nests deeper|more than \d+ operators/i;
   const TIMEOUT = /timed? ?out|deadline/i;
 
   function retryText(seconds) {
