@@ -17,7 +17,7 @@ from gateway.config import DEFAULT_PORT
 bind = f"{os.environ.get('GATEWAY_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT') or DEFAULT_PORT}"
 workers = int(os.environ.get("GATEWAY_WORKERS") or (2 * (os.cpu_count() or 1) + 1))
 threads = int(os.environ.get("GATEWAY_THREADS") or 8)
-worker_class = "gthread"
+worker_class = os.environ.get("GATEWAY_WORKER_CLASS") or "gthread"
 keepalive = 75  # longer than Grafana's and the CF router's idle timeouts
 timeout = 120
 graceful_timeout = 30

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,8 @@ api = Blueprint("prometheus_api", __name__)
 METHODS = ["GET", "POST"]
 CHUNK = 64 * 1024
 # Response headers relayed from Prometheus; everything else (Set-Cookie, Server, ...) is not.
-_RELAYED_HEADERS = ("Content-Type", "Content-Encoding", "Warning")
+# Content-Length is right because the body is relayed byte for byte (never decompressed).
+_RELAYED_HEADERS = ("Content-Type", "Content-Encoding", "Content-Length", "Warning")
 
 # Paths Prometheus serves that the gateway refuses: each could read or change data
 # across tenants (admin, remote read/write, OTLP), or shows the server's internals
@@ -126,30 +126,18 @@ def _relay(answer: UpstreamResponse) -> Response:
     """Stream the upstream's body as it arrives, compression untouched."""
     headers = {k: v for k in _RELAYED_HEADERS if (v := answer.headers.get(k)) is not None}
     g.upstream_index = answer.instance
-    if answer.body is not None:
-        answer.response.close()
-        return Response(answer.body, status=answer.status, headers=headers, direct_passthrough=True)
-    raw = answer.response.raw
-
-    def body() -> Iterator[bytes]:
-        try:
-            yield from raw.stream(CHUNK, decode_content=False)
-        finally:
-            answer.response.close()
-
-    return Response(body(), status=answer.status, headers=headers, direct_passthrough=True)
+    return Response(answer.stream(CHUNK), status=answer.status, headers=headers, direct_passthrough=True)
 
 
 def _json(answer: UpstreamResponse) -> Any:
     """Read a whole upstream JSON answer (decompressed) for filtering."""
+    if answer.status != 200:
+        answer.close()
+        return None
     try:
-        if answer.status != 200:
-            return None
-        data = answer.response.json() if answer.body is None else json.loads(answer.body)
-    except ValueError as exc:
+        data = json.loads(answer.read())
+    except (ValueError, OSError) as exc:
         raise UpstreamError("Prometheus sent a response that is not JSON") from exc
-    finally:
-        answer.response.close()
     if not isinstance(data, dict) or data.get("status") != "success":
         raise UpstreamError("Prometheus sent an unexpected response")
     return data

@@ -18,9 +18,7 @@ def _served_by(ups: Upstreams) -> str:
     answer = ups.request("GET", "/api/v1/query", [("query", "up")])
     import json
 
-    body = answer.body if answer.body is not None else answer.response.content
-    answer.response.close()
-    return str(json.loads(body)["data"]["upstream"])
+    return str(json.loads(answer.read())["data"]["upstream"])
 
 
 def test_sticky_failover_and_return_on_5xx() -> None:

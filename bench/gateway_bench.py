@@ -1,0 +1,287 @@
+"""Gateway benchmark: direct Prometheus vs Caddy (basic auth proxy) vs our gateway on gunicorn.
+
+One run, same Prometheus, same data: a Grafana-like mix of instant and range queries at
+1 and 16 concurrent clients (separate processes, so the client's GIL is not the limit),
+plus the parse-and-rewrite time of each query. Writes docs/bench/gateway.md.
+
+    .venv/bin/python -m bench.gateway_bench [--seconds 6] [--out docs/bench/gateway.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.gateway_world import (
+    Target,
+    free_port,
+    start_gateway,
+    start_prometheus,
+    stop,
+    wait_for_series,
+    wait_http,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+TENANTS = 4
+SERVICES_PER_TENANT = 3
+TENANT_LABEL, TENANT_VALUE = "cf_space_guid", "space-0"
+
+INSTANT = [
+    "sum by (cf_service_instance_guid) (rate(net_bytes_recv[1m]))",
+    "avg by (cf_service_instance_guid) (cpu_usage_idle)",
+    "opensearch_cluster_health_status",
+    "max by (cf_service_instance_guid) (disk_used_percent)",
+]
+RANGE = [
+    "rate(diskio_reads[30s])",
+    "avg_over_time(mem_used_percent[30s])",
+    "sum by (cf_service_instance_guid) (rate(opensearch_indices_search_query_total[30s]))",
+    "system_load1",
+]
+
+
+def _mix(enforced: bool) -> list[tuple[str, dict[str, str]]]:
+    """(path, params) pairs; ``enforced`` adds the tenant matcher by hand (for direct/Caddy)."""
+    from gateway.enforce import TenantMatcher, enforce
+
+    matcher = TenantMatcher(TENANT_LABEL, TENANT_VALUE)
+    out: list[tuple[str, dict[str, str]]] = []
+    for i in range(max(len(INSTANT), len(RANGE))):
+        q = INSTANT[i % len(INSTANT)]
+        out.append(("/api/v1/query", {"query": enforce(q, matcher) if enforced else q}))
+        q = RANGE[i % len(RANGE)]
+        out.append(("/api/v1/query_range", {"query": enforce(q, matcher) if enforced else q, "range": "120"}))
+    return out
+
+
+def _client(args: tuple[str, tuple[str, str] | None, list[tuple[str, dict[str, str]]], float, float]) -> list[float]:
+    """One client process: loop over the mix until the deadline; returns latencies (s)."""
+    base, auth, mix, start_at, seconds = args
+    session = requests.Session()
+    latencies: list[float] = []
+    while time.time() < start_at:
+        time.sleep(0.001)
+    end = start_at + seconds
+    i = 0
+    while time.time() < end:
+        path, params = mix[i % len(mix)]
+        i += 1
+        p = dict(params)
+        if "range" in p:
+            now = time.time()
+            p = {"query": p["query"], "start": f"{now - float(p['range']):.3f}", "end": f"{now:.3f}", "step": "2"}
+        t0 = time.perf_counter()
+        resp = session.get(base + path, params=p, auth=auth, timeout=30)
+        body = resp.content
+        elapsed = time.perf_counter() - t0
+        if resp.status_code != 200 or b'"success"' not in body:
+            raise RuntimeError(f"{base}{path}: {resp.status_code} {body[:200]!r}")
+        latencies.append(elapsed)
+    session.close()
+    return latencies
+
+
+def run_load(pool: Any, base: str, auth: tuple[str, str] | None, enforced: bool, clients: int, seconds: float) -> dict[str, float]:
+    mix = _mix(enforced)
+    start_at = time.time() + 2.0  # every client starts at the same moment
+    results = pool.map(_client, [(base, auth, mix[i % len(mix):] + mix[: i % len(mix)], start_at, seconds) for i in range(clients)])
+    lat = sorted(x for r in results for x in r)
+    if not lat:
+        raise RuntimeError(f"no request completed against {base}")
+    return {
+        "requests": len(lat),
+        "rps": len(lat) / seconds,
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+    }
+
+
+def rewrite_times(iterations: int = 2000) -> list[tuple[str, float, float]]:
+    from gateway.enforce import TenantMatcher, enforce
+
+    matcher = TenantMatcher(TENANT_LABEL, TENANT_VALUE)
+    out = []
+    for q in INSTANT + RANGE:
+        samples = []
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            enforce(q, matcher)
+            samples.append(time.perf_counter() - t0)
+        samples.sort()
+        out.append((q, 1e6 * samples[len(samples) // 2], 1e6 * samples[int(len(samples) * 0.99)]))
+    return out
+
+
+def start_caddy(workdir: Path, upstream: str, user: str, password: str) -> tuple[subprocess.Popen[bytes], str]:
+    hashed = subprocess.run(["caddy", "hash-password", "--plaintext", password], capture_output=True, text=True, check=True).stdout.strip()
+    port = free_port()
+    config = {
+        "admin": {"disabled": True},
+        "logging": {"logs": {"default": {"level": "ERROR"}}},
+        "apps": {"http": {"servers": {"bench": {
+            "listen": [f"127.0.0.1:{port}"],
+            "automatic_https": {"disable": True},
+            "routes": [{"handle": [
+                {"handler": "authentication", "providers": {"http_basic": {
+                    "accounts": [{"username": user, "password": base64.b64encode(hashed.encode()).decode()}],
+                    "hash": {"algorithm": "bcrypt"},
+                    "hash_cache": {},
+                }}},
+                {"handler": "reverse_proxy", "upstreams": [{"dial": upstream.split("//")[1]}]},
+            ]}],
+        }}}},
+    }
+    (workdir / "caddy.json").write_text(json.dumps(config))
+    log = open(workdir / "caddy.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(["caddy", "run", "--config", str(workdir / "caddy.json")], stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/api/v1/status/buildinfo", timeout=30, auth=(user, password))
+    except TimeoutError:
+        stop(proc)
+        raise
+    return proc, url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per target and concurrency")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers for the gateway")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench" / "gateway.md"))
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(REPO))
+    from common import db
+    from fakes import exporter
+    from tests.gateway.support import add_tenant
+
+    began = time.time()
+    work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    exporters = []
+    try:
+        targets = []
+        for t in range(TENANTS):
+            for s in range(SERVICES_PER_TENANT):
+                name = f"svc-{t}-{s}"
+                e = exporter.start("127.0.0.1", 0, service=name, username=None)
+                exporters.append(e)
+                targets.append(Target(e.url.split("//")[1].split("/")[0], {
+                    "cf_organization_guid": f"org-{t // 2}", "cf_space_guid": f"space-{t}", "cf_service_instance_guid": name,
+                }))
+        prom, prom_url = start_prometheus(shutil.which("prometheus") or "/usr/bin/prometheus", work / "prom", targets)
+        procs.append(prom)
+        wait_for_series(prom_url, "cpu_usage_idle", len(targets))
+        database_url = f"sqlite:///{work / 'tm.sqlite3'}"
+        db.upgrade(database_url)
+        creds = add_tenant(database_url, "space", "org-0", TENANT_VALUE)
+        gw, gw_url = start_gateway([prom_url], database_url, work / "gw", workers=args.workers, threads=args.threads,
+                                   extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "100000", "GATEWAY_RATE_LIMIT_BURST": "100000"})
+        procs.append(gw)
+        have_caddy = shutil.which("caddy") is not None
+        contenders: list[tuple[str, str, tuple[str, str] | None, bool]] = [("direct Prometheus", prom_url, None, True)]
+        if have_caddy:
+            caddy, caddy_url = start_caddy(work, prom_url, creds.username, creds.password)
+            procs.append(caddy)
+            contenders.append(("Caddy basic auth", caddy_url, creds.auth, True))
+        contenders.append(("tenant gateway", gw_url, creds.auth, False))
+        time.sleep(max(0.0, 12 - (time.time() - began)))  # some data for the range queries
+
+        rows = []
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(16) as pool:
+            for name, url, auth, enforced in contenders:  # warm-up (connections, caches)
+                run_load(pool, url, auth, enforced, 16, 1.0)
+            for clients in (1, 16):
+                for name, url, auth, enforced in contenders:
+                    stats = run_load(pool, url, auth, enforced, clients, args.seconds)
+                    rows.append({"target": name, "clients": clients, **stats})
+                    print(json.dumps(rows[-1]), flush=True)
+        rewrites = rewrite_times()
+        elapsed = time.time() - began
+        write_report(Path(args.out), rows, rewrites, args, elapsed, have_caddy)
+        print(f"wrote {args.out} in {elapsed:.0f}s")
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        for e in exporters:
+            e.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], rewrites: list[tuple[str, float, float]],
+                 args: argparse.Namespace, elapsed: float, have_caddy: bool) -> None:
+    def find(target: str, clients: int) -> dict[str, Any]:
+        return next(r for r in rows if r["target"] == target and r["clients"] == clients)
+
+    direct1, gw1 = find("direct Prometheus", 1), find("tenant gateway", 1)
+    direct16, gw16 = find("direct Prometheus", 16), find("tenant gateway", 16)
+    added = gw1["p50_ms"] - direct1["p50_ms"]
+    ratio = gw16["rps"] / direct16["rps"]
+    prom_version = subprocess.run(["prometheus", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    lines = [
+        "# Gateway benchmark",
+        "",
+        "Direct Prometheus vs " + ("Caddy (basic auth reverse proxy) vs " if have_caddy else "")
+        + "the tenant gateway on gunicorn, in one run on the same Prometheus and data.",
+        "",
+        "Reproduce (about 1-2 minutes):",
+        "",
+        "```",
+        f".venv/bin/python -m bench.gateway_bench --seconds {args.seconds:g} --workers {args.workers} --threads {args.threads}",
+        "```",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; {prom_version}.",
+        f"Data: {TENANTS * SERVICES_PER_TENANT} loopback Aiven-like exporters (fakes/exporter.py) of {TENANTS} tenants, "
+        "scraped every second. The tenant queried owns 3 of them.",
+        f"Gateway: `tenant-metrics gateway` (gunicorn gthread, {args.workers} workers x {args.threads} threads), SQLite.",
+        "Load: a Grafana-like mix, alternating instant queries (aggregations, selectors) and 2-minute range "
+        "queries at a 2 s step; clients are separate processes with keep-alive sessions, "
+        f"{args.seconds:g} s measured per row after a warm-up. Direct and Caddy get the same queries with the "
+        "tenant matcher already written in, so Prometheus does the same work for all three.",
+        "All processes (Prometheus, gateway, Caddy and the clients) share the same CPUs.",
+        "",
+        "| target | clients | requests | throughput (req/s) | p50 (ms) | p99 (ms) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['clients']} | {r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+    lines += [
+        "",
+        f"- Added latency at the median, 1 client: **{added:.2f} ms** (goal: < 1 ms) — "
+        + ("met." if added < 1 else "NOT met."),
+        f"- Throughput kept at 16 clients: **{100 * ratio:.0f}%** of direct (goal: >= 80%) — "
+        + ("met." if ratio >= 0.8 else "NOT met."),
+        "",
+        "Parse + enforce + re-parse check (`gateway.enforce.enforce`), per query, 2000 runs:",
+        "",
+        "| query | median (µs) | p99 (µs) |",
+        "|---|---:|---:|",
+    ]
+    for q, med, p99 in rewrites:
+        lines.append(f"| `{q}` | {med:.0f} | {p99:.0f} |")
+    lines += ["", f"Run took {elapsed:.0f} s.", ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
