@@ -39,7 +39,9 @@ class GatewaySettings:
 
     @property
     def limits(self) -> QueryLimits:
-        return QueryLimits(self.max_query_length, self.max_query_depth, self.max_query_operators)
+        return QueryLimits(
+            self.max_query_length, self.max_query_depth, self.max_query_operators, self.max_range_seconds
+        )
 
 
 def _urls(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -82,6 +82,10 @@ class EnforcementError(InvalidInput):
     """The query cannot be enforced: a 400 for the client, never a pass-through."""
 
 
+class LimitExceeded(InvalidInput):
+    """The request is valid but larger than this gateway serves (HTTP 422)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TenantMatcher:
     """The one label matcher every selector must carry: ``label="value"``."""
@@ -104,6 +108,8 @@ class QueryLimits:
     max_length: int = 16384
     max_depth: int = 64
     max_operators: int = 256
+    # Longest range a matrix selector or subquery may read (fair use; Prometheus has none).
+    max_range_seconds: int = 32 * 24 * 3600
 
 
 DEFAULT_LIMITS = QueryLimits()
@@ -143,7 +149,7 @@ def parse(query: str, limits: QueryLimits = DEFAULT_LIMITS) -> Any:
 
 def enforce(query: str, matcher: TenantMatcher, limits: QueryLimits = DEFAULT_LIMITS) -> str:
     """Return ``query`` rewritten so that every selector carries ``matcher``; raise EnforcementError."""
-    printed = _guarded(lambda: _Printer(matcher).expr(parse(query, limits)))
+    printed = _guarded(lambda: _Printer(matcher, max_range=limits.max_range_seconds).expr(parse(query, limits)))
     _check_fixpoint(printed, matcher)
     return printed
 
@@ -184,7 +190,7 @@ def _guarded(fn: Callable[[], Any]) -> Any:
     """Run ``fn``, turning parser errors and pyo3 panics (BaseException) into EnforcementError."""
     try:
         return fn()
-    except EnforcementError:
+    except (EnforcementError, LimitExceeded):
         raise
     except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError, RecursionError) as exc:
         if isinstance(exc, RecursionError):
@@ -260,9 +266,10 @@ class _Printer:
     (used on the re-parsed output: defence in depth against a printing mistake).
     """
 
-    def __init__(self, matcher: TenantMatcher | None, check: bool = False) -> None:
+    def __init__(self, matcher: TenantMatcher | None, check: bool = False, max_range: float | None = None) -> None:
         self.matcher = matcher
         self.check = check
+        self.max_range = max_range
         self._dispatch: dict[type, Callable[[Any], str]] = {
             pp.VectorSelector: self.vector,
             pp.MatrixSelector: self.matrix,
@@ -290,6 +297,7 @@ class _Printer:
         inner = node.vector_selector
         if type(inner) is not pp.VectorSelector:
             raise EnforcementError("unsupported matrix selector")
+        self._check_range(node.range)
         return (
             self._selector(inner)
             + "["
@@ -299,6 +307,7 @@ class _Printer:
         )
 
     def subquery(self, node: Any) -> str:
+        self._check_range(node.range)
         step = "" if node.step is None else duration(node.step)
         return (
             self.expr(node.expr)
@@ -309,6 +318,10 @@ class _Printer:
             + "]"
             + self._modifiers(node.at, node.offset)
         )
+
+    def _check_range(self, span: timedelta) -> None:
+        if self.max_range is not None and span.total_seconds() > self.max_range:
+            raise LimitExceeded(f"a range in the query is longer than this gateway allows ({self.max_range:g}s)")
 
     def call(self, node: Any) -> str:
         name = node.func.name

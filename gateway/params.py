@@ -19,16 +19,15 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request
 
 from common.errors import InvalidInput
+from gateway.enforce import LimitExceeded
+
+__all__ = ["LimitExceeded", "Params", "read_params", "parse_time", "parse_duration", "parse_limit"]
 
 _FORM = "application/x-www-form-urlencoded"
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\Z")
 _DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+\Z")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 MAX_PARAM_VALUES = 64
-
-
-class LimitExceeded(InvalidInput):
-    """The request is valid but larger than this gateway serves (HTTP 422)."""
 
 
 @dataclass(frozen=True, slots=True)

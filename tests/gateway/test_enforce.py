@@ -319,3 +319,12 @@ def test_the_parser_really_crashes_on_what_the_prescan_refuses() -> None:
     assert proc.returncode != 0
     with pytest.raises(EnforcementError):
         enforce("(" * 10000 + "x" + ")" * 10000, TENANT, QueryLimits(max_length=100000))
+
+
+@pytest.mark.parametrize("query", ["rate(x[33d])", "max_over_time(x[40d:1h])", "rate(x[5m])[1y:]"])
+def test_ranges_longer_than_the_limit_are_422(query: str) -> None:
+    from gateway.enforce import LimitExceeded
+
+    with pytest.raises(LimitExceeded):
+        enforce(query, TENANT)
+    assert enforce(query, TENANT, QueryLimits(max_range_seconds=10 * 365 * 86400))

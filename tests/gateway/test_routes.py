@@ -480,3 +480,10 @@ def test_revocation_takes_effect_within_a_second(upstream, database_url: str, re
             assert time.monotonic() - revoked_at < 1.5
             time.sleep(0.05)
         assert time.monotonic() - revoked_at <= 1.2
+
+
+def test_range_in_the_query_longer_than_allowed_is_422(gateway, tenants, rec) -> None:
+    url, _ = gateway
+    resp = requests.get(url + "/api/v1/query", params={"query": "max_over_time(x[40d:1m])"}, auth=tenants["a"].auth)
+    _error(resp, 422, "execution")
+    assert rec.paths() == []
