@@ -5,5 +5,6 @@ with their health and charts one metric, using only the gateway's own Prometheus
 """
 
 from gateway.ui.blueprint import UI_PREFIX, create_ui_blueprint
+from gateway.ui.docs import DOCS_BLUEPRINT, create_docs_blueprint
 
-__all__ = ["UI_PREFIX", "create_ui_blueprint"]
+__all__ = ["DOCS_BLUEPRINT", "UI_PREFIX", "create_docs_blueprint", "create_ui_blueprint"]

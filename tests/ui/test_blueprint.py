@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -115,3 +116,18 @@ def test_dashboards_to_download(client: FlaskClient, tenant: Credentials) -> Non
     assert "attachment" in resp.headers["Content-Disposition"]
     assert client.get("/ui/dashboards/build.py", headers=auth).status_code == 404
     assert client.get("/ui/dashboards/aiven-opensearch.json").status_code == 401
+
+
+def test_the_guide_is_public_for_the_catalog_link(tmp_path: Path) -> None:
+    from gateway.ui import create_docs_blueprint
+    from gateway.ui.docs import GUIDE
+
+    app = Flask(__name__)
+    app.register_blueprint(create_docs_blueprint())
+    resp = app.test_client().get("/docs/tenant-guide.md")
+    assert resp.status_code == 200
+    assert resp.data == GUIDE.read_bytes()
+    assert resp.mimetype == "text/plain"
+    missing = Flask(__name__)
+    missing.register_blueprint(create_docs_blueprint(tmp_path / "absent.md"))
+    assert missing.test_client().get("/docs/tenant-guide.md").status_code == 404
