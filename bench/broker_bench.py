@@ -117,7 +117,16 @@ def one_cycle(session: requests.Session, base: str, latencies: list[float]) -> b
     return ok
 
 
-def measure(target: str, base: str, clients: int, seconds: float, warmup: float) -> Result:
+@dataclass
+class Samples:
+    cycles: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    requests: list[float] | None = None
+    cycle_times: list[float] | None = None
+
+
+def measure(target: str, base: str, clients: int, seconds: float, warmup: float) -> Samples:
     stop_at = time.monotonic() + warmup + seconds
     measure_from = time.monotonic() + warmup
     lock = threading.Lock()
@@ -153,13 +162,21 @@ def measure(target: str, base: str, clients: int, seconds: float, warmup: float)
     for t in threads:
         t.join()
 
-    def pct(values: list[float], q: float) -> float:
-        if not values:
-            return float("nan")
-        return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1000 if len(values) > 1 else values[0] * 1000
+    return Samples(counts["cycles"], counts["errors"], seconds, request_lat, cycle_lat)
 
-    return Result(target, clients, counts["cycles"], seconds, counts["errors"],
-                  pct(request_lat, 50), pct(request_lat, 99), pct(cycle_lat, 50), pct(cycle_lat, 99))
+
+def pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] * 1000 if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
+
+
+def summarise(target: str, clients: int, slices: list[Samples]) -> Result:
+    requests_ = [v for s in slices for v in s.requests or []]
+    cycles_ = [v for s in slices for v in s.cycle_times or []]
+    return Result(target, clients, sum(s.cycles for s in slices), sum(s.seconds for s in slices),
+                  sum(s.errors for s in slices), pct(requests_, 50), pct(requests_, 99),
+                  pct(cycles_, 50), pct(cycles_, 99))
 
 
 def report(results: list[Result], args: argparse.Namespace, command: str) -> str:
@@ -169,7 +186,10 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
         "Cycles of provision + bind + unbind + deprovision over real HTTP, each client a thread with its own",
         "connection. `ours` is broker.app on gunicorn with PostgreSQL, every change persisted with its audit",
         "event; `ceiling` is a bare openbrokerapi broker keeping state in a dict (bench/broker_ceiling.py),",
-        f"served by the same gunicorn settings (sync workers: {args.workers}), measured in the same run.",
+        f"served by the same gunicorn settings (sync workers: {args.workers}), measured in the same run:",
+        f"both servers stay up and {args.rounds} slices of {args.seconds:g} s (after {args.warmup:g} s unmeasured)",
+        "alternate between them for each client count, so background load on the machine hits both alike.",
+        "Both run with LOG_LEVEL=WARNING (no access log lines).",
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; the client",
         "threads share those CPUs with the servers and PostgreSQL.",
@@ -190,14 +210,15 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
             lines.append(f"- {clients} client(s): ours reaches {ratio:.0%} of the ceiling's throughput "
                          f"({verdict} the goal of at least 50%).")
     lines += ["", "Reproduce (PostgreSQL on 127.0.0.1:5432, trust auth; about "
-              f"{int(len(results) * (args.seconds + args.warmup) + 15)} s):", "", "```", command, "```", ""]
+              f"{int(len(results) * args.rounds * (args.seconds + args.warmup) + 15)} s):", "", "```", command, "```", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run (default 20)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per slice (default 4)")
+    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds per slice (default 0.5)")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating slices per target (default 6)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers for both (default 4)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--write", type=Path, help="write the Markdown report here")
@@ -212,16 +233,27 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     try:
         db.upgrade(url)
-        for target, app in (("ceiling", "bench.broker_ceiling:create_app()"), ("ours", "broker.app:create_app()")):
-            proc, base = start_gunicorn(app, env, args.workers)
-            try:
-                for clients in args.clients:
-                    result = measure(target, base, clients, args.seconds, args.warmup)
+        servers = {
+            "ceiling": start_gunicorn("bench.broker_ceiling:create_app()", env, args.workers),
+            "ours": start_gunicorn("broker.app:create_app()", env, args.workers),
+        }
+        try:
+            # Both servers stay up; short slices alternate between them, so a neighbour's
+            # load on this machine hits both alike instead of whichever ran at the time.
+            for clients in args.clients:
+                slices: dict[str, list[Samples]] = {"ceiling": [], "ours": []}
+                for _ in range(args.rounds):
+                    for target in ("ceiling", "ours"):
+                        slices[target].append(measure(target, servers[target][1], clients, args.seconds, args.warmup))
+                for target in ("ceiling", "ours"):
+                    result = summarise(target, clients, slices[target])
+                    ratios = [o.cycles / c.cycles for o, c in zip(slices["ours"], slices["ceiling"]) if c.cycles]
                     print(f"{target:8} clients={clients:3} {result.cycles_per_second:8.1f} cycles/s "
-                          f"p50={result.request_p50_ms:.2f}ms p99={result.request_p99_ms:.2f}ms errors={result.errors}",
-                          flush=True)
+                          f"p50={result.request_p50_ms:.2f}ms p99={result.request_p99_ms:.2f}ms "
+                          f"errors={result.errors} slice ratios={[round(r, 2) for r in ratios]}", flush=True)
                     results.append(result)
-            finally:
+        finally:
+            for proc, _ in servers.values():
                 stop(proc)
     finally:
         with admin.connect() as conn:
