@@ -12,6 +12,7 @@ mostly the round trips, not the ORM.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from broker import store_pg
 from broker.domain import (
     AuditAction,
     BindingKind,
@@ -100,6 +102,7 @@ class Store:
         if engine.dialect.name not in _INSERT_NEW:
             raise ValueError(f"unsupported database: {engine.dialect.name}")
         self._new = _INSERT_NEW[engine.dialect.name]
+        self._pg = engine.dialect.name == "postgresql"
 
     # -- reads -------------------------------------------------------------------------
 
@@ -108,12 +111,12 @@ class Store:
 
     @_reconnecting
     def get_instance(self, instance_id: str) -> InstanceRecord:
-        with self._unit() as conn:
+        with self._unit(single=True) as conn:
             return _instance(self._instance_row(conn, instance_id))
 
     @_reconnecting
     def find_binding(self, binding_id: str) -> BindingRecord:
-        with self._unit() as conn:
+        with self._unit(single=True) as conn:
             row = conn.execute(_GET_BINDING, {"id": binding_id}).first()
             if row is None:
                 raise NotFound(f"binding {binding_id} does not exist")
@@ -162,7 +165,20 @@ class Store:
             "created_at": now,
             "updated_at": now,
         }
+        details = {"plan_id": req.plan_id, "scope": req.scope.value,
+                   "organization_guid": req.organization_guid, "space_guid": req.space_guid}
         for _ in range(_RACE_RETRIES):
+            if self._pg:
+                with self._unit(single=True) as conn:
+                    params = {**values, "parameters": "{}", **_audit_params(AuditAction.PROVISION, caller, details)}
+                    if conn.execute(store_pg.PROVISION, params).first() is not None:
+                        return Outcome(created=True, instance=_instance_from(values))
+                    row = conn.execute(_GET_INSTANCE, {"id": req.instance_id}).first()
+                    if row is None:
+                        continue  # deleted between the two statements: try again
+                    if row.request_fingerprint != wanted:
+                        raise Conflict(f"service instance {req.instance_id} already exists with different attributes")
+                    return Outcome(created=False, instance=_instance(row))
             with self._unit(write=True) as conn:
                 if conn.execute(self._new["instance"], values).first() is None:
                     row = conn.execute(_GET_INSTANCE, {"id": req.instance_id}).first()
@@ -171,9 +187,7 @@ class Store:
                     if row.request_fingerprint != wanted:
                         raise Conflict(f"service instance {req.instance_id} already exists with different attributes")
                     return Outcome(created=False, instance=_instance(row))
-                _audit(conn, AuditAction.PROVISION, caller, req.instance_id, None,
-                       {"plan_id": req.plan_id, "scope": req.scope.value,
-                        "organization_guid": req.organization_guid, "space_guid": req.space_guid})
+                _audit(conn, AuditAction.PROVISION, caller, req.instance_id, None, details)
                 return Outcome(created=True, instance=_instance_from(values))
         raise UpstreamError("database busy: could not settle concurrent provisions, retry")
 
@@ -217,6 +231,13 @@ class Store:
     @_reconnecting
     def deprovision(self, instance_id: str, caller: Caller) -> list[str]:
         """Delete the instance and revoke every binding at once; returns the revoked ids."""
+        if self._pg:
+            with self._unit(single=True) as conn:
+                params = {"instance_id": instance_id, **_audit_params(AuditAction.DEPROVISION, caller, {})}
+                done = conn.execute(store_pg.DEPROVISION, params).first()
+            if done is None:
+                raise NotFound(f"service instance {instance_id} does not exist")
+            return list(done.details["revoked_bindings"])
         with self._unit(write=True) as conn:
             revoked = sorted(conn.scalars(_DELETE_BINDINGS_OF, {"instance_id": instance_id}))
             # rowcount, not a prior read: of two concurrent deletes only one removes the row.
@@ -234,7 +255,7 @@ class Store:
         wanted = req.fingerprint()
         for _ in range(_RACE_RETRIES):
             try:
-                with self._unit(write=True) as conn:
+                with self._unit(write=not self._pg, single=self._pg) as conn:
                     instance = _instance(self._instance_row(conn, req.instance_id))
                     issued = credentials.issue(key)
                     values = {
@@ -250,15 +271,21 @@ class Store:
                         "request_fingerprint": wanted,
                         "created_at": utcnow(),
                     }
-                    if conn.execute(self._new["binding"], values).first() is None:
+                    audit = {"kind": req.kind.value, "app_guid": req.app_guid, "username": issued.username}
+                    if self._pg:
+                        params = {**values, **_audit_params(AuditAction.BIND, caller, audit)}
+                        inserted = conn.execute(store_pg.BIND, params).first() is not None
+                    else:
+                        inserted = conn.execute(self._new["binding"], values).first() is not None
+                        if inserted:
+                            _audit(conn, AuditAction.BIND, caller, req.instance_id, req.binding_id, audit)
+                    if not inserted:
                         row = conn.execute(_GET_BINDING, {"id": req.binding_id}).first()
                         if row is None:
                             continue
                         if row.instance_id != req.instance_id or row.request_fingerprint != wanted:
                             raise Conflict(f"binding {req.binding_id} already exists with different attributes")
                         return Outcome(created=False, instance=instance, binding=_binding(row))
-                    _audit(conn, AuditAction.BIND, caller, req.instance_id, req.binding_id,
-                           {"kind": req.kind.value, "app_guid": req.app_guid, "username": issued.username})
                     return Outcome(created=True, instance=instance, binding=BindingRecord(
                         id=req.binding_id, instance_id=req.instance_id, kind=req.kind, app_guid=req.app_guid,
                         username=issued.username, secret_nonce=issued.secret_nonce))
@@ -269,6 +296,12 @@ class Store:
     @_reconnecting
     def unbind(self, instance_id: str, binding_id: str, caller: Caller,
                action: AuditAction = AuditAction.UNBIND) -> None:
+        if self._pg:
+            with self._unit(single=True) as conn:
+                params = {"binding_id": binding_id, "instance_id": instance_id, **_audit_params(action, caller, {})}
+                if conn.execute(store_pg.UNBIND, params).first() is None:
+                    raise NotFound(f"binding {binding_id} does not exist")
+            return
         with self._unit(write=True) as conn:
             if conn.execute(_DELETE_BINDING, {"id": binding_id, "instance_id": instance_id}).rowcount == 0:
                 raise NotFound(f"binding {binding_id} does not exist")
@@ -284,11 +317,19 @@ class Store:
         return row
 
     @contextmanager
-    def _unit(self, write: bool = False) -> Iterator[Connection]:
+    def _unit(self, write: bool = False, single: bool = False) -> Iterator[Connection]:
         """One transaction (SQLite: BEGIN IMMEDIATE for writes, so writers queue rather
-        than deadlock); any database failure other than a constraint becomes UpstreamError."""
+        than deadlock); any database failure other than a constraint becomes UpstreamError.
+
+        ``single``: on PostgreSQL, statements that are atomic on their own run in autocommit
+        (no BEGIN/COMMIT round trips); elsewhere it is an ordinary transaction.
+        """
         try:
             with self.engine.connect() as conn:
+                if single and self._pg:
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                    yield conn
+                    return
                 if write:
                     conn.execution_options(write=True)
                 with conn.begin():
@@ -315,6 +356,17 @@ def _audit(conn: Connection, action: AuditAction, caller: Caller, instance_id: s
         "request_id": caller.request_id[:255] if caller.request_id else None,
         "details": details,
     })
+
+
+def _audit_params(action: AuditAction, caller: Caller, details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "at": utcnow(),
+        "action": action.value,
+        "platform": caller.platform[:64] if caller.platform else None,
+        "user_id": caller.user_id[:255] if caller.user_id else None,
+        "request_id": caller.request_id[:255] if caller.request_id else None,
+        "details": json.dumps(details),
+    }
 
 
 def _instance_from(values: dict[str, Any]) -> InstanceRecord:
