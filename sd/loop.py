@@ -6,6 +6,7 @@ the last good targets stay in place (on disk and over http_sd), never emptied or
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -77,7 +78,16 @@ class Discovery:
     def run_cycle(self) -> CycleReport:
         started = time.perf_counter()
         failures: list[Failure] = []
-        report = self._cycle(failures)
+        # A cycle builds and drops ~1M short-lived acyclic objects at 10,000 services; the cyclic
+        # GC rescanning them cost ~40% of the cycle's CPU. Pause it for the cycle, as aiven.py does
+        # for the parse; anything cyclic left over is collected when it is back on.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            report = self._cycle(failures)
+        finally:
+            if was_enabled:
+                gc.enable()
         duration = time.perf_counter() - started
         self.metrics.cycle_duration.observe(duration)
         self._count_api_calls()

@@ -65,6 +65,20 @@ class OwnerResolver:
         self._now = now
         self._refresh = timedelta(seconds=refresh_seconds)
         self._max_refresh = max_refresh_per_cycle
+        # Per-process copy of the DB rows for the services seen last cycle: a steady cycle
+        # reads nothing from the DB; new guids are looked up there before asking CC.
+        self._memory: dict[str, store.OwnerRow] | None = None
+
+    def _remembered(self, guids: Iterable[str]) -> dict[str, store.OwnerRow]:
+        if self._memory is None:
+            with session_scope(self._sessions) as session:
+                self._memory = store.load_owners(session)
+        else:
+            unknown = [g for g in set(guids) if g not in self._memory]
+            if unknown:
+                with session_scope(self._sessions) as session:
+                    self._memory.update(store.load_owners_for(session, unknown))
+        return self._memory
 
     def resolve(self, services: Sequence[AivenService]) -> OwnerReport:
         guids: dict[str, str] = {}
@@ -75,8 +89,7 @@ class OwnerResolver:
                 unparsed.append(svc.name)
             else:
                 guids[svc.name] = guid
-        with session_scope(self._sessions) as session:
-            rows = store.load_owners(session)
+        rows = self._remembered(guids.values())
         cc_error, asked = None, 0
         wanted = self._to_ask(guids.values(), rows)
         if self._cc is not None and wanted:
@@ -88,6 +101,8 @@ class OwnerResolver:
                 log.warning("cloud controller lookup failed; using remembered owners",
                             extra={"event": "owners_cc_failed", "kind": str(exc.kind), "error": str(exc),
                                    "guids": len(wanted)})
+        current = set(guids.values())
+        self._memory = {g: r for g, r in rows.items() if g in current}
         return self._report(services, guids, rows, tuple(unparsed), cc_error, asked)
 
     def _to_ask(self, guids: Iterable[str], rows: dict[str, store.OwnerRow]) -> list[str]:

@@ -38,6 +38,20 @@ def load_owners(session: Session) -> dict[str, OwnerRow]:
     return {r[0]: OwnerRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows}
 
 
+def load_owners_for(session: Session, guids: Iterable[str]) -> dict[str, OwnerRow]:
+    """The remembered owners of these guids (chunked IN lists, within every DB's parameter limit)."""
+    t = ServiceOwner.__table__
+    wanted = list(guids)
+    out: dict[str, OwnerRow] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(select(
+            t.c.service_instance_guid, t.c.service_instance_name, t.c.space_guid, t.c.space_name,
+            t.c.organization_guid, t.c.organization_name, t.c.missing, t.c.refreshed_at,
+        ).where(t.c.service_instance_guid.in_(wanted[start:start + 500])))
+        out.update({r[0]: OwnerRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows})
+    return out
+
+
 def save_owners(session: Session, rows: Iterable[OwnerRow], now: datetime) -> None:
     """Insert or update by guid; portable across SQLite and PostgreSQL (no dialect upsert)."""
     rows = list(rows)

@@ -149,8 +149,10 @@ def test_parse_service_reads_only_what_it_needs() -> None:
                          "plan": "startup-4", "cloud_name": "c",
                          "service_uri_params": {"host": "h", "password": "topsecret"},
                          "node_states": [{"name": "s-1"}, {"name": "s-2"}],
-                         "service_integrations": [{"service_integration_id": None, "integration_type": "x"}]})
-    assert svc.host == "h" and svc.node_count == 2 and svc.integrations[0].id is None
+                         "service_integrations": [{"service_integration_id": None, "integration_type": "prometheus"},
+                                                  {"service_integration_id": "i", "integration_type": "datadog"}]})
+    assert svc.host == "h" and svc.node_count == 2
+    assert [(i.id, i.integration_type) for i in svc.integrations] == [(None, "prometheus")]
     assert "topsecret" not in repr(svc)
 
 
