@@ -120,6 +120,13 @@ def test_a_chosen_metric_service_and_range(browser: Browser, gateway_url: str, t
     assert all(n >= 1 for n in _chart_points(page))
     assert page.locator("#legend li").count() == search_a.nodes
     assert "#" in page.url and "rate=1" in page.url  # the choice is in the link, to share or reload
+    # Pointing at the latest points shows each series' value there.
+    box = page.locator("#chart").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.97, box["y"] + box["height"] / 2)
+    expect(page.locator("#chart g.hover")).to_have_attribute("visibility", "visible")
+    assert page.locator("#chart g.hover text.tip-row").count() == search_a.nodes
+    _shot(page, request, "hover")
     # The chart follows the choices: another metric of the other own service.
     page.select_option("#service", "")
     page.uncheck("#rate")

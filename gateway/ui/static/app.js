@@ -227,7 +227,9 @@
     if (metric.cf_service_instance_name) parts.push(metric.cf_service_instance_name);
     else if (metric.aiven_service_name) parts.push(metric.aiven_service_name);
     for (const k of Object.keys(metric).sort()) {
-      if (!HIDDEN_LABELS.has(k)) parts.push(k + "=" + metric[k]);
+      // node_name repeats host on Aiven's JVM metrics: show each value once.
+      if (HIDDEN_LABELS.has(k) || (k !== "host" && metric[k] === metric.host)) continue;
+      parts.push(k + "=" + metric[k]);
     }
     return parts.join(" ") || metric.__name__ || "{}";
   }

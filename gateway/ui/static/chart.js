@@ -20,9 +20,8 @@
     const a = Math.abs(v);
     const units = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
     for (const [f, s] of units) if (a >= f) return trim(v / f) + s;
-    if (a >= 1) return trim(v);
-    if (a >= 1e-3) return trim(v * 1e3) + "m";
-    return trim(v * 1e6) + "µ";
+    if (a >= 1e-3) return trim(v);
+    return v.toExponential(2);
   }
   function trim(x) {
     return String(parseFloat(x.toPrecision(3)));
@@ -81,6 +80,7 @@
     const plotW = W - PAD.left - PAD.right, plotH = H - PAD.top - PAD.bottom;
     const grid = svgEl("g", { class: "grid" });
     svg.appendChild(grid);
+    svg.__tm = null;
     if (lo === Infinity) {
       svg.appendChild(svgEl("text", { x: W / 2, y: H / 2, class: "empty", "text-anchor": "middle" },
         opts.message || "No data in this range"));
@@ -131,7 +131,65 @@
       }
       drawn += n;
     });
+    svg.__tm = { series: shown, x: x, y: y, start: start, end: end, step: step, plotW: plotW };
+    addHover(svg);
     return drawn;
+  }
+
+  /** Nearest point of a series to time t (points are sorted), within 1.5 steps. */
+  function nearest(points, t, step) {
+    let lo = 0, hi = points.length - 1;
+    if (hi < 0) return null;
+    while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (points[mid][0] < t) lo = mid; else hi = mid; }
+    const best = Math.abs(points[lo][0] - t) <= Math.abs(points[hi][0] - t) ? points[lo] : points[hi];
+    return Math.abs(best[0] - t) <= step * 1.5 && isFinite(best[1]) ? best : null;
+  }
+
+  /** A crosshair with each series' value at the pointer; one set of listeners per svg. */
+  function addHover(svg) {
+    const g = svgEl("g", { class: "hover", visibility: "hidden" });
+    g.appendChild(svgEl("line", { class: "cross", y1: PAD.top, y2: H - PAD.bottom }));
+    g.appendChild(svgEl("rect", { class: "tip", rx: 4 }));
+    svg.appendChild(g);
+    if (svg.__tmHover) return;
+    svg.__tmHover = true;
+    svg.addEventListener("mouseleave", () => {
+      const h = svg.querySelector("g.hover");
+      if (h) h.setAttribute("visibility", "hidden");
+    });
+    svg.addEventListener("mousemove", (ev) => {
+      const st = svg.__tm, h = svg.querySelector("g.hover");
+      if (!st || !h || !svg.getScreenCTM()) return;
+      const pt = new DOMPoint(ev.clientX, ev.clientY).matrixTransform(svg.getScreenCTM().inverse());
+      if (pt.x < PAD.left || pt.x > W - PAD.right) { h.setAttribute("visibility", "hidden"); return; }
+      const t = st.start + ((pt.x - PAD.left) / st.plotW) * (st.end - st.start);
+      const rows = [];
+      st.series.forEach((s, i) => {
+        const p = nearest(s.points, t, st.step);
+        if (p) rows.push({ cls: "s" + i, text: formatValue(p[1]) + "  " + s.label, v: p[1] });
+      });
+      rows.sort((a, b) => b.v - a.v);
+      for (const old of h.querySelectorAll("text")) old.remove();
+      const cross = h.querySelector("line");
+      cross.setAttribute("x1", pt.x); cross.setAttribute("x2", pt.x);
+      const clip = (l) => (l.length > 90 ? l.slice(0, 89) + "…" : l);
+      const lines = [new Date(t * 1000).toLocaleString()].concat(rows.map((r) => clip(r.text)));
+      h.setAttribute("visibility", "visible");
+      const texts = lines.map((line, i) => {
+        const cls = i === 0 ? "tip-time" : "tip-row " + rows[i - 1].cls;
+        const text = svgEl("text", { x: 0, y: PAD.top + 20 + 16 * i, class: cls }, line);
+        h.appendChild(text);
+        return text;
+      });
+      // Size the box to the text as drawn, and keep it inside the plot.
+      const width = 16 + Math.max(...texts.map((tx) => tx.getComputedTextLength()));
+      let left = pt.x + 12 + width > W ? pt.x - 12 - width : pt.x + 12;
+      left = Math.max(2, left);
+      for (const tx of texts) tx.setAttribute("x", left + 8);
+      const rect = h.querySelector("rect");
+      rect.setAttribute("x", left); rect.setAttribute("y", PAD.top + 4);
+      rect.setAttribute("width", width); rect.setAttribute("height", 10 + 16 * lines.length);
+    });
   }
 
   global.TMChart = { render: render, formatValue: formatValue, formatTick: formatTick, niceTicks: niceTicks, MAX_SERIES: MAX_SERIES };
