@@ -40,14 +40,20 @@ def serve_fakes(count: int) -> None:
     aiven = fa.FakeAiven(project="bench", token=TOKEN)
     aiven.add_endpoint(ENDPOINT)
     names = fa.populate(aiven, count, prefix=PREFIX, endpoint_id=ENDPOINT, integrated=True)
-    for name in names[:: 100]:  # 1% still need the integration
+    for name in names[::100]:  # 1% still need the integration
         for iid in [k for k, v in aiven.integrations.items() if v["source_service"] == name]:
             del aiven.integrations[iid]
     aiven._changed()
     cc = FakeCloudController(token_ttl=43200)
     for i in range(count):
-        cc.add_owner(fa.instance_guid(i), f"instance-{i}", fa.space_guid(i), f"space-{i // 10}",
-                     fa.org_guid(i), f"org-{i // 100}")
+        cc.add_owner(
+            fa.instance_guid(i),
+            f"instance-{i}",
+            fa.space_guid(i),
+            f"space-{i // 10}",
+            fa.org_guid(i),
+            f"org-{i // 100}",
+        )
     aiven._list_services()  # build the cached body now, so the first cycle does not wait for the fake
     aiven.start()
     cc.start()
@@ -75,20 +81,33 @@ def run_scale(count: int, steady_cycles: int, database_url: str | None) -> dict[
     from sd.app import build
     from sd.config import SdSettings
 
-    fakes = subprocess.Popen([sys.executable, "-m", "bench.sd_bench", "--serve-fakes", str(count)], cwd=ROOT,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    fakes = subprocess.Popen(
+        [sys.executable, "-m", "bench.sd_bench", "--serve-fakes", str(count)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert fakes.stdout is not None
         urls = json.loads(fakes.stdout.readline())
         with tempfile.TemporaryDirectory() as tmp:
             url = database_url or f"sqlite:///{tmp}/sd.sqlite3"
             db.upgrade(url)
-            settings = SdSettings.from_env({
-                "AIVEN_API_URL": urls["aiven"], "AIVEN_API_TOKEN": TOKEN, "AIVEN_PROJECT": "bench",
-                "AIVEN_PROMETHEUS_ENDPOINT_ID": ENDPOINT, "AIVEN_SERVICE_PREFIX": PREFIX,
-                "SD_TARGETS_FILE": f"{tmp}/targets.json", "CF_API_URL": urls["cc"],
-                "CF_CLIENT_ID": "tenant-metrics-sd", "CF_CLIENT_SECRET": "sd-secret", "DATABASE_URL": url,
-            })
+            settings = SdSettings.from_env(
+                {
+                    "AIVEN_API_URL": urls["aiven"],
+                    "AIVEN_API_TOKEN": TOKEN,
+                    "AIVEN_PROJECT": "bench",
+                    "AIVEN_PROMETHEUS_ENDPOINT_ID": ENDPOINT,
+                    "AIVEN_SERVICE_PREFIX": PREFIX,
+                    "SD_TARGETS_FILE": f"{tmp}/targets.json",
+                    "CF_API_URL": urls["cc"],
+                    "CF_CLIENT_ID": "tenant-metrics-sd",
+                    "CF_CLIENT_SECRET": "sd-secret",
+                    "DATABASE_URL": url,
+                }
+            )
 
             def resolver(host: str) -> list[str]:
                 h = abs(hash(host))
@@ -104,10 +123,15 @@ def run_scale(count: int, steady_cycles: int, database_url: str | None) -> dict[
                 after = {"aiven": _calls(urls["aiven"]), "cc": _calls(urls["cc"])}
                 assert report.ok, report.failures
                 assert report.integrations is not None
-                return {"wall_s": wall, "cpu_s": cpu, "aiven_calls": _diff(after["aiven"], before["aiven"]),
-                        "cc_calls": _diff(after["cc"], before["cc"]), "target_groups": report.target_groups,
-                        "written": report.written, "pending": report.integrations.candidates
-                        - len(report.integrations.created)}
+                return {
+                    "wall_s": wall,
+                    "cpu_s": cpu,
+                    "aiven_calls": _diff(after["aiven"], before["aiven"]),
+                    "cc_calls": _diff(after["cc"], before["cc"]),
+                    "target_groups": report.target_groups,
+                    "written": report.written,
+                    "pending": report.integrations.candidates - len(report.integrations.created),
+                }
 
             results = [measured()]
             pending, converge = results[0]["pending"], 1
@@ -131,12 +155,15 @@ def run_scale(count: int, steady_cycles: int, database_url: str | None) -> dict[
         fakes.wait(timeout=60)
     steady = results[-steady_cycles:]
     return {
-        "services": count, "first": results[0], "cycles_to_integrate_all": converge,
+        "services": count,
+        "first": results[0],
+        "cycles_to_integrate_all": converge,
         "steady": {
             "wall_s": sum(r["wall_s"] for r in steady) / len(steady),
             "cpu_s": sum(r["cpu_s"] for r in steady) / len(steady),
             "cpu_s_max": max(r["cpu_s"] for r in steady),
-            "aiven_calls": steady[-1]["aiven_calls"], "cc_calls": steady[-1]["cc_calls"],
+            "aiven_calls": steady[-1]["aiven_calls"],
+            "cc_calls": steady[-1]["cc_calls"],
             "written": any(r["written"] for r in steady),
         },
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -148,8 +175,10 @@ def _fmt_calls(calls: dict[str, int]) -> str:
     total = sum(calls.values())
     if not total:
         return "0"
-    detail = ", ".join(f"{n}× {k.split(' ', 1)[0]} {k.split(' ', 1)[1].replace('/v1/project/{project}', '')}"
-                       for k, n in sorted(calls.items()))
+    detail = ", ".join(
+        f"{n}× {k.split(' ', 1)[0]} {k.split(' ', 1)[1].replace('/v1/project/{project}', '')}"
+        for k, n in sorted(calls.items())
+    )
     return f"{total} ({detail})"
 
 
@@ -179,21 +208,32 @@ def markdown(results: list[dict[str, Any]], command: str, database: str) -> str:
     ]
     for r in results:
         f, s = r["first"], r["steady"]
-        lines.append(f"| {r['services']:,} | first | {f['wall_s']:.2f} | {f['cpu_s']:.2f} | "
-                     f"{_fmt_calls(f['aiven_calls'])} | {_fmt_calls(f['cc_calls'])} | {f['written']} |")
-        lines.append(f"| {r['services']:,} | steady | {s['wall_s']:.2f} | {s['cpu_s']:.2f} "
-                     f"(max {s['cpu_s_max']:.2f}) | {_fmt_calls(s['aiven_calls'])} | "
-                     f"{_fmt_calls(s['cc_calls'])} | {s['written']} |")
-    lines += ["", "| services | peak RSS (MB) | targets file (bytes) | cycles until every integration exists |",
-              "|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {r['services']:,} | first | {f['wall_s']:.2f} | {f['cpu_s']:.2f} | "
+            f"{_fmt_calls(f['aiven_calls'])} | {_fmt_calls(f['cc_calls'])} | {f['written']} |"
+        )
+        lines.append(
+            f"| {r['services']:,} | steady | {s['wall_s']:.2f} | {s['cpu_s']:.2f} "
+            f"(max {s['cpu_s_max']:.2f}) | {_fmt_calls(s['aiven_calls'])} | "
+            f"{_fmt_calls(s['cc_calls'])} | {s['written']} |"
+        )
+    lines += [
+        "",
+        "| services | peak RSS (MB) | targets file (bytes) | cycles until every integration exists |",
+        "|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r['services']:,} | {r['peak_rss_mb']:.0f} | {r['targets_file_bytes']:,} | "
-                     f"{r['cycles_to_integrate_all']} |")
+        lines.append(
+            f"| {r['services']:,} | {r['peak_rss_mb']:.0f} | {r['targets_file_bytes']:,} | "
+            f"{r['cycles_to_integrate_all']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scales", default="100,1000,10000")
     parser.add_argument("--steady-cycles", type=int, default=3)
     parser.add_argument("--database-url", help="default: a fresh SQLite file per scale")
@@ -210,16 +250,27 @@ def main() -> None:
         return
     results = []
     for scale in (int(s) for s in args.scales.split(",")):
-        cmd = [sys.executable, "-m", "bench.sd_bench", "--one", str(scale), "--steady-cycles",
-               str(args.steady_cycles)] + (["--database-url", args.database_url] if args.database_url else [])
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.sd_bench",
+            "--one",
+            str(scale),
+            "--steady-cycles",
+            str(args.steady_cycles),
+            *(["--database-url", args.database_url] if args.database_url else []),
+        ]
         env = {**os.environ, "LOG_LEVEL": "WARNING"}
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, check=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(result)
         print(json.dumps(result), flush=True)
     command = "make deps  # once\n.venv/bin/python -m bench.sd_bench" + (
-        f" --scales {args.scales}" if args.scales != "100,1000,10000" else "")
-    database = "PostgreSQL" if args.database_url and "postgres" in args.database_url else "SQLite (file)"
+        f" --scales {args.scales}" if args.scales != "100,1000,10000" else ""
+    )
+    database = (
+        "PostgreSQL" if args.database_url and "postgres" in args.database_url else "SQLite (file)"
+    )
     text = markdown(results, command, database)
     if not args.no_write:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class FaultKind(StrEnum):
-    ERROR = "error"              # an HTTP error status (default 500, with an HTML body like a load balancer)
-    RATE_LIMIT = "rate_limit"    # 429 with the API's own body, Retry-After optional
-    SLOW = "slow"                # sleep before answering (to trip client timeouts)
-    TRUNCATE = "truncate"        # promise Content-Length, send half, close the connection
+    ERROR = "error"  # an HTTP error status (default 500, with an HTML body like a load balancer)
+    RATE_LIMIT = "rate_limit"  # 429 with the API's own body, Retry-After optional
+    SLOW = "slow"  # sleep before answering (to trip client timeouts)
+    TRUNCATE = "truncate"  # promise Content-Length, send half, close the connection
     INVALID_JSON = "invalid_json"  # a complete response whose JSON body is cut short
 
 
@@ -60,8 +60,13 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, payload: Any, content_type: str = "application/json",
-             headers: dict[str, str] | None = None) -> Reply:
+    def json(
+        cls,
+        status: int,
+        payload: Any,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         return cls(status, json.dumps(payload).encode(), content_type, headers or {})
 
 
@@ -83,7 +88,12 @@ class FakeServer:
         server.daemon_threads = True
         self._server = server
         self.url = f"http://{self._host}:{server.server_address[1]}"
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=type(self).__name__,
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -102,13 +112,32 @@ class FakeServer:
         self.stop()
 
     # -- faults ---------------------------------------------------------------------------
-    def add_fault(self, kind: FaultKind | str, count: int = 1, *, path_contains: str | None = None,
-                  method: str | None = None, status: int = 500, seconds: float = 0.0,
-                  retry_after: float | None = None, header: bool = True) -> None:
+    def add_fault(
+        self,
+        kind: FaultKind | str,
+        count: int = 1,
+        *,
+        path_contains: str | None = None,
+        method: str | None = None,
+        status: int = 500,
+        seconds: float = 0.0,
+        retry_after: float | None = None,
+        header: bool = True,
+    ) -> None:
         """Make the next ``count`` matching requests fail this way (count=-1: until cleared)."""
         with self.lock:
-            self._faults.append(Fault(FaultKind(kind), count, path_contains, method, status, seconds,
-                                      retry_after, header))
+            self._faults.append(
+                Fault(
+                    FaultKind(kind),
+                    count,
+                    path_contains,
+                    method,
+                    status,
+                    seconds,
+                    retry_after,
+                    header,
+                )
+            )
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -158,15 +187,21 @@ def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
         def _handle(self) -> None:
             split = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            req = Request(self.command, split.path, parse_qs(split.query, keep_blank_values=True),
-                          {k.lower(): v for k, v in self.headers.items()}, body, self.path)
+            req = Request(
+                self.command,
+                split.path,
+                parse_qs(split.query, keep_blank_values=True),
+                {k.lower(): v for k, v in self.headers.items()},
+                body,
+                self.path,
+            )
             admin = fake.admin(req) if req.path.startswith("/_fake/") else None
             if admin is not None:
                 self._send(admin)
@@ -178,7 +213,9 @@ def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 if fault.kind is FaultKind.SLOW:
                     time.sleep(fault.seconds)
                 elif fault.kind is FaultKind.ERROR:
-                    page = f"<html><body><h1>{fault.status} Server Error</h1></body></html>".encode()
+                    page = (
+                        f"<html><body><h1>{fault.status} Server Error</h1></body></html>".encode()
+                    )
                     self._send(Reply(fault.status, page, "text/html"))
                     return
                 elif fault.kind is FaultKind.RATE_LIMIT:
@@ -192,8 +229,12 @@ def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._send_truncated(reply)
                 return
             if fault is not None and fault.kind is FaultKind.INVALID_JSON:
-                reply = Reply(reply.status, reply.body[: max(1, len(reply.body) // 2)], reply.content_type,
-                              reply.headers)
+                reply = Reply(
+                    reply.status,
+                    reply.body[: max(1, len(reply.body) // 2)],
+                    reply.content_type,
+                    reply.headers,
+                )
             self._send(reply)
 
         def _send(self, reply: Reply) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fakes._http import Fault, FakeServer, Reply, Request
+from fakes._http import FakeServer, Fault, Reply, Request
 
 _PREFIX = "/v1/project/"
 # A real (throwaway, key discarded) self-signed certificate, so configs that load it parse.
@@ -57,7 +57,9 @@ vJ6Rl6hMfXokoZaHxj5n7Zc=
 
 
 def _error(status: int, message: str) -> Reply:
-    return Reply.json(status, {"message": message, "errors": [{"message": message, "status": status}]})
+    return Reply.json(
+        status, {"message": message, "errors": [{"message": message, "status": status}]}
+    )
 
 
 @dataclass(slots=True)
@@ -73,9 +75,16 @@ class _Service:
 
 
 class FakeAiven(FakeServer):
-    def __init__(self, project: str = "tenant-metrics-demo", token: str = "aiven-token", *,
-                 host: str = "127.0.0.1", port: int = 0, duplicates: str = "conflict",
-                 content_type: str = "application/json") -> None:
+    def __init__(
+        self,
+        project: str = "tenant-metrics-demo",
+        token: str = "aiven-token",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        duplicates: str = "conflict",
+        content_type: str = "application/json",
+    ) -> None:
         super().__init__(host, port)
         self.project = project
         self.tokens = {token}
@@ -85,7 +94,9 @@ class FakeAiven(FakeServer):
         self.services: dict[str, _Service] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.integrations: dict[str, dict[str, Any]] = {}
-        self.created_by: list[tuple[str, str]] = []  # (service name, integration id) per accepted create
+        self.created_by: list[
+            tuple[str, str]
+        ] = []  # (service name, integration id) per accepted create
         self._list_cache: tuple[int, bytes] | None = None
         self._version = 0
         self._create_lock = threading.Lock()
@@ -94,31 +105,53 @@ class FakeAiven(FakeServer):
     def _changed(self) -> None:
         self._version += 1
 
-    def add_endpoint(self, endpoint_id: str, name: str = "platform-prometheus",
-                     username: str = "prom-scraper", password: str = "scrape-password",
-                     endpoint_type: str = "prometheus") -> None:
+    def add_endpoint(
+        self,
+        endpoint_id: str,
+        name: str = "platform-prometheus",
+        username: str = "prom-scraper",
+        password: str = "scrape-password",
+        endpoint_type: str = "prometheus",
+    ) -> None:
         with self.lock:
             self.endpoints[endpoint_id] = {
-                "endpoint_id": endpoint_id, "endpoint_name": name, "endpoint_type": endpoint_type,
+                "endpoint_id": endpoint_id,
+                "endpoint_name": name,
+                "endpoint_type": endpoint_type,
                 "endpoint_config": {},
                 "user_config": {"basic_auth_username": username, "basic_auth_password": password},
             }
             self._changed()
 
-    def add_service(self, name: str, service_type: str = "opensearch", *, state: str = "RUNNING",
-                    plan: str = "business-4", cloud: str = "aws-eu-west-2", node_count: int = 3,
-                    tags: dict[str, str] | None = None, placeholders: bool = True) -> None:
+    def add_service(
+        self,
+        name: str,
+        service_type: str = "opensearch",
+        *,
+        state: str = "RUNNING",
+        plan: str = "business-4",
+        cloud: str = "aws-eu-west-2",
+        node_count: int = 3,
+        tags: dict[str, str] | None = None,
+        placeholders: bool = True,
+    ) -> None:
         """A service as Aiven lists it. ``placeholders`` adds the null-id "possible integration"
         entries the real list carries (one of them a prometheus entry to every endpoint)."""
         with self.lock:
             ph = []
             if placeholders:
                 for ep in self.endpoints.values():
-                    ph.append(self._integration(None, "prometheus", name, service_type, ep["endpoint_id"],
-                                                enabled=False))
-                ph.append(self._integration(None, "alertmanager", name, service_type, None, enabled=False))
-            self.services[name] = _Service(name, service_type, state, plan, cloud, node_count,
-                                           dict(tags or {}), ph)
+                    ph.append(
+                        self._integration(
+                            None, "prometheus", name, service_type, ep["endpoint_id"], enabled=False
+                        )
+                    )
+                ph.append(
+                    self._integration(None, "alertmanager", name, service_type, None, enabled=False)
+                )
+            self.services[name] = _Service(
+                name, service_type, state, plan, cloud, node_count, dict(tags or {}), ph
+            )
             self._changed()
 
     def set_state(self, name: str, state: str) -> None:
@@ -133,40 +166,74 @@ class FakeAiven(FakeServer):
                 del self.integrations[iid]
             self._changed()
 
-    def add_integration(self, service: str, endpoint_id: str, *, enabled: bool = True,
-                        integration_type: str = "prometheus") -> str:
+    def add_integration(
+        self,
+        service: str,
+        endpoint_id: str,
+        *,
+        enabled: bool = True,
+        integration_type: str = "prometheus",
+    ) -> str:
         """An integration that already exists (made by someone else, or earlier)."""
         with self.lock:
             iid = str(uuid.uuid4())
             svc = self.services[service]
-            self.integrations[iid] = self._integration(iid, integration_type, service, svc.type, endpoint_id,
-                                                       enabled=enabled)
+            self.integrations[iid] = self._integration(
+                iid, integration_type, service, svc.type, endpoint_id, enabled=enabled
+            )
             self._changed()
             return iid
 
-    def integrations_for(self, service: str, endpoint_id: str | None = None) -> list[dict[str, Any]]:
+    def integrations_for(
+        self, service: str, endpoint_id: str | None = None
+    ) -> list[dict[str, Any]]:
         with self.lock:
-            return [dict(v) for v in self.integrations.values()
-                    if v["source_service"] == service
-                    and (endpoint_id is None or v["dest_endpoint_id"] == endpoint_id)]
+            return [
+                dict(v)
+                for v in self.integrations.values()
+                if v["source_service"] == service
+                and (endpoint_id is None or v["dest_endpoint_id"] == endpoint_id)
+            ]
 
     def host_of(self, name: str) -> str:
         return f"{name}-{self.project}.aivencloud.com"
 
     # -- shapes -------------------------------------------------------------------------
-    def _integration(self, iid: str | None, itype: str, source: str, source_type: str,
-                     endpoint_id: str | None, *, enabled: bool) -> dict[str, Any]:
+    def _integration(
+        self,
+        iid: str | None,
+        itype: str,
+        source: str,
+        source_type: str,
+        endpoint_id: str | None,
+        *,
+        enabled: bool,
+    ) -> dict[str, Any]:
         ep = self.endpoints.get(endpoint_id or "")
         return {
-            "service_integration_id": iid, "integration_type": itype, "enabled": enabled,
-            "active": enabled, "description": f"Send {source} metrics to Prometheus",
-            "source_service": source, "source_service_type": source_type, "source_project": self.project,
-            "source_endpoint": None, "source_endpoint_id": None,
-            "dest_endpoint_id": endpoint_id, "dest_endpoint": ep["endpoint_name"] if ep else None,
-            "dest_service": None, "dest_project": self.project,
+            "service_integration_id": iid,
+            "integration_type": itype,
+            "enabled": enabled,
+            "active": enabled,
+            "description": f"Send {source} metrics to Prometheus",
+            "source_service": source,
+            "source_service_type": source_type,
+            "source_project": self.project,
+            "source_endpoint": None,
+            "source_endpoint_id": None,
+            "dest_endpoint_id": endpoint_id,
+            "dest_endpoint": ep["endpoint_name"] if ep else None,
+            "dest_service": None,
+            "dest_project": self.project,
             "dest_service_type": "prometheus" if itype == "prometheus" else itype,
-            "integration_status": ({"state": {"status": "running", "errors": [], "nodes": {}},
-                                    "status_user_desc": "Integration is running"} if iid else None),
+            "integration_status": (
+                {
+                    "state": {"status": "running", "errors": [], "nodes": {}},
+                    "status_user_desc": "Integration is running",
+                }
+                if iid
+                else None
+            ),
             "user_config": {},
         }
 
@@ -175,26 +242,62 @@ class FakeAiven(FakeServer):
         password = "svc-" + svc.name[-8:]
         integrations = [v for v in self.integrations.values() if v["source_service"] == svc.name]
         body: dict[str, Any] = {
-            "service_name": svc.name, "service_type": svc.type, "state": svc.state, "plan": svc.plan,
-            "cloud_name": svc.cloud, "cloud_description": "Europe, England - Amazon Web Services: London",
-            "node_count": svc.node_count, "node_cpu_count": 2, "node_memory_mb": 4096.0,
-            "disk_space_mb": 81920, "group_list": ["default"], "project_vpc_id": None,
+            "service_name": svc.name,
+            "service_type": svc.type,
+            "state": svc.state,
+            "plan": svc.plan,
+            "cloud_name": svc.cloud,
+            "cloud_description": "Europe, England - Amazon Web Services: London",
+            "node_count": svc.node_count,
+            "node_cpu_count": 2,
+            "node_memory_mb": 4096.0,
+            "disk_space_mb": 81920,
+            "group_list": ["default"],
+            "project_vpc_id": None,
             "service_uri": f"https://avnadmin:{password}@{host}:21345",
-            "service_uri_params": {"host": host, "port": "21345", "user": "avnadmin", "password": password},
+            "service_uri_params": {
+                "host": host,
+                "port": "21345",
+                "user": "avnadmin",
+                "password": password,
+            },
             "components": [
-                {"component": svc.type, "host": host, "port": 21345, "route": "dynamic", "usage": "primary"},
-                {"component": "prometheus", "host": host, "port": 9273, "route": "dynamic", "usage": "primary"},
+                {
+                    "component": svc.type,
+                    "host": host,
+                    "port": 21345,
+                    "route": "dynamic",
+                    "usage": "primary",
+                },
+                {
+                    "component": "prometheus",
+                    "host": host,
+                    "port": 9273,
+                    "route": "dynamic",
+                    "usage": "primary",
+                },
             ],
-            "node_states": [{"name": f"{svc.name}-{i}", "state": "running" if svc.state == "RUNNING" else "unknown",
-                             "availability_zone": f"eu-west-2{'abc'[i % 3]}"} for i in range(1, svc.node_count + 1)],
+            "node_states": [
+                {
+                    "name": f"{svc.name}-{i}",
+                    "state": "running" if svc.state == "RUNNING" else "unknown",
+                    "availability_zone": f"eu-west-2{'abc'[i % 3]}",
+                }
+                for i in range(1, svc.node_count + 1)
+            ],
             "service_integrations": svc.placeholders + integrations,
             "users": [{"username": "avnadmin", "password": password, "type": "primary"}],
             "maintenance": {"dow": "monday", "time": "04:00:00", "updates": []},
-            "metadata": {}, "features": {}, "backups": [], "databases": [],
-            "service_notifications": [], "termination_protection": False,
+            "metadata": {},
+            "features": {},
+            "backups": [],
+            "databases": [],
+            "service_notifications": [],
+            "termination_protection": False,
             "service_type_description": "OpenSearch - Search & Analyze Data",
             "user_config": {"public_access": {"prometheus": False}},
-            "create_time": "2024-05-01T10:00:00Z", "update_time": "2024-05-02T08:30:00Z",
+            "create_time": "2024-05-01T10:00:00Z",
+            "update_time": "2024-05-02T08:30:00Z",
         }
         if svc.tags:
             body["tags"] = dict(svc.tags)
@@ -203,8 +306,10 @@ class FakeAiven(FakeServer):
     # -- routing ------------------------------------------------------------------------
     def rate_limit_reply(self, fault: Fault) -> Reply:
         wait = int(fault.retry_after if fault.retry_after is not None else 1)
-        msg = (f"The user has sent too many requests in a given amount of time: "
-               f"Rate limit 120 exceeded - try again in {wait}s")
+        msg = (
+            f"The user has sent too many requests in a given amount of time: "
+            f"Rate limit 120 exceeded - try again in {wait}s"
+        )
         reply = _error(429, msg)
         if fault.header and fault.retry_after is not None:
             reply.headers["Retry-After"] = str(wait)
@@ -223,7 +328,7 @@ class FakeAiven(FakeServer):
             return _error(403, "Invalid token")
         if not req.path.startswith(_PREFIX):
             return _error(404, "Not found")
-        project, _, rest = req.path[len(_PREFIX):].partition("/")
+        project, _, rest = req.path[len(_PREFIX) :].partition("/")
         if project != self.project:
             return _error(403, f"Project does not exist or you do not have access to it: {project}")
         parts = rest.split("/") if rest else []
@@ -242,11 +347,21 @@ class FakeAiven(FakeServer):
         if len(parts) == 3 and parts[0] == "service" and parts[2] == "integration" and m == "GET":
             if parts[1] not in self.services:
                 return _error(404, f"Service {parts[1]} does not exist")
-            return self._json({"service_integrations": self._service_json(self.services[parts[1]])
-                               ["service_integrations"]})
+            return self._json(
+                {
+                    "service_integrations": self._service_json(self.services[parts[1]])[
+                        "service_integrations"
+                    ]
+                }
+            )
         if parts == ["integration_endpoint"] and m == "GET":
-            return self._json({"service_integration_endpoints": [self._endpoint(e, req) for e in
-                                                                 self.endpoints.values()]})
+            return self._json(
+                {
+                    "service_integration_endpoints": [
+                        self._endpoint(e, req) for e in self.endpoints.values()
+                    ]
+                }
+            )
         if len(parts) == 2 and parts[0] == "integration_endpoint" and m == "GET":
             ep = self.endpoints.get(parts[1])
             if ep is None:
@@ -274,7 +389,9 @@ class FakeAiven(FakeServer):
     def _list_services(self) -> Reply:
         # The real list is one unpaged array; cache the body so a 10,000-service fake is cheap.
         if self._list_cache is None or self._list_cache[0] != self._version:
-            body = json.dumps({"services": [self._service_json(s) for s in self.services.values()]}).encode()
+            body = json.dumps(
+                {"services": [self._service_json(s) for s in self.services.values()]}
+            ).encode()
             self._list_cache = (self._version, body)
         return Reply(200, self._list_cache[1], self.content_type)
 
@@ -282,7 +399,9 @@ class FakeAiven(FakeServer):
         if req.q("include_secrets") == "true":
             return ep
         redacted = dict(ep)
-        redacted["user_config"] = {k: v for k, v in ep["user_config"].items() if "password" not in k}
+        redacted["user_config"] = {
+            k: v for k, v in ep["user_config"].items() if "password" not in k
+        }
         return redacted
 
     def _create_integration(self, req: Request) -> Reply:
@@ -302,22 +421,35 @@ class FakeAiven(FakeServer):
             return _error(400, "Service integrations are not available on the Hobbyist plan")
         if svc.state != "RUNNING":
             return _error(400, f"Service {source} is not running")
-        existing = [v for v in self.integrations.values()
-                    if v["source_service"] == source and v["dest_endpoint_id"] == endpoint_id
-                    and v["integration_type"] == body["integration_type"]]
+        existing = [
+            v
+            for v in self.integrations.values()
+            if v["source_service"] == source
+            and v["dest_endpoint_id"] == endpoint_id
+            and v["integration_type"] == body["integration_type"]
+        ]
         if existing and self.duplicates == "conflict":
             return _error(409, "Service integration already exists")
         iid = str(uuid.uuid4())
-        self.integrations[iid] = self._integration(iid, body["integration_type"], source, svc.type,
-                                                   endpoint_id, enabled=True)
+        self.integrations[iid] = self._integration(
+            iid, body["integration_type"], source, svc.type, endpoint_id, enabled=True
+        )
         self.integrations[iid]["active"] = False  # becomes active later, as the real API does
         self.created_by.append((source, iid))
         self._changed()
         return self._json({"service_integration": self.integrations[iid], "message": "created"})
 
 
-def populate(fake: FakeAiven, count: int, *, prefix: str, endpoint_id: str, integrated: bool = True,
-             tags: bool = True, types: Iterable[str] = ("opensearch",)) -> list[str]:
+def populate(
+    fake: FakeAiven,
+    count: int,
+    *,
+    prefix: str,
+    endpoint_id: str,
+    integrated: bool = True,
+    tags: bool = True,
+    types: Iterable[str] = ("opensearch",),
+) -> list[str]:
     """Fill a fake with ``count`` broker-made services (for benchmarks and the demo).
 
     Service i is ``<prefix>-<uuid5(i)>``, tagged with org/space guids derived the same way
@@ -328,7 +460,11 @@ def populate(fake: FakeAiven, count: int, *, prefix: str, endpoint_id: str, inte
     for i in range(count):
         guid = instance_guid(i)
         name = f"{prefix}-{guid}"
-        t = {"organization_id": org_guid(i), "space_id": space_guid(i), "service_id": guid} if tags else {}
+        t = (
+            {"organization_id": org_guid(i), "space_id": space_guid(i), "service_id": guid}
+            if tags
+            else {}
+        )
         fake.add_service(name, type_list[i % len(type_list)], tags=t)
         if integrated:
             fake.add_integration(name, endpoint_id)

@@ -53,8 +53,9 @@ def _labels(base: dict[str, str], extra: dict[str, str] | None = None) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(merged.items())) + "}"
 
 
-def render_metrics(identity: NodeIdentity, elapsed: float, scrapes: int,
-                   extra_labels: dict[str, str] | None = None) -> str:
+def render_metrics(
+    identity: NodeIdentity, elapsed: float, scrapes: int, extra_labels: dict[str, str] | None = None
+) -> str:
     """The exposition body at ``elapsed`` seconds after start: pure, so tests can check it.
 
     ``extra_labels`` lets a test make the exporter emit labels of its own (for example a
@@ -77,10 +78,18 @@ def render_metrics(identity: NodeIdentity, elapsed: float, scrapes: int,
         ("cpu_usage_idle", "gauge", {"cpu": "cpu-total"}, 80.0 + 10.0 * wave),
         ("cpu_usage_user", "gauge", {"cpu": "cpu-total"}, 12.0 - 6.0 * wave),
         ("cpu_usage_system", "gauge", {"cpu": "cpu-total"}, 4.0 + wave),
-        ("disk_used_percent", "gauge", {"path": "/", "device": "nvme0n1p1", "fstype": "ext4"},
-         41.0 + 0.001 * elapsed),
-        ("disk_free", "gauge", {"path": "/", "device": "nvme0n1p1", "fstype": "ext4"},
-         60e9 - 1e4 * elapsed),
+        (
+            "disk_used_percent",
+            "gauge",
+            {"path": "/", "device": "nvme0n1p1", "fstype": "ext4"},
+            41.0 + 0.001 * elapsed,
+        ),
+        (
+            "disk_free",
+            "gauge",
+            {"path": "/", "device": "nvme0n1p1", "fstype": "ext4"},
+            60e9 - 1e4 * elapsed,
+        ),
         ("mem_available_percent", "gauge", None, 55.0 + 5.0 * wave),
         ("mem_used_percent", "gauge", None, 45.0 - 5.0 * wave),
         ("system_load1", "gauge", None, 0.5 + 0.4 * abs(wave)),
@@ -138,9 +147,15 @@ class RunningExporter:
         self.stop()
 
 
-def _handler(identity: NodeIdentity, username: str | None, password: str | None,
-             clock: Callable[[], float], started: float, counter: list[int],
-             extra_labels: dict[str, str] | None) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    identity: NodeIdentity,
+    username: str | None,
+    password: str | None,
+    clock: Callable[[], float],
+    started: float,
+    counter: list[int],
+    extra_labels: dict[str, str] | None,
+) -> type[BaseHTTPRequestHandler]:
     expected = None
     if username is not None:
         expected = "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode()
@@ -148,10 +163,12 @@ def _handler(identity: NodeIdentity, username: str | None, password: str | None,
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        def log_message(self, format: str, *args: object) -> None:
             return  # quiet: tests and the demo read our own logs, not the fake's
 
-        def _send(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -161,14 +178,18 @@ def _handler(identity: NodeIdentity, username: str | None, password: str | None,
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:
             if self.path.split("?", 1)[0] != "/metrics":
                 self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
                 return
             given = self.headers.get("Authorization", "")
             if expected is not None and not hmac.compare_digest(given.encode(), expected.encode()):
-                self._send(401, b"Unauthorized\n", "text/plain; charset=utf-8",
-                           {"WWW-Authenticate": 'Basic realm="Restricted"'})
+                self._send(
+                    401,
+                    b"Unauthorized\n",
+                    "text/plain; charset=utf-8",
+                    {"WWW-Authenticate": 'Basic realm="Restricted"'},
+                )
                 return
             counter[0] += 1
             body = render_metrics(identity, clock() - started, counter[0], extra_labels).encode()
@@ -179,18 +200,32 @@ def _handler(identity: NodeIdentity, username: str | None, password: str | None,
     return Handler
 
 
-def start(host: str = "127.0.0.1", port: int = 0, *, service: str = "demo-service",
-          node: str | None = None, project: str = "tenant-metrics-demo", cloud: str = "aws-eu-west-2",
-          service_type: str = "opensearch", username: str | None = "prometheus",
-          password: str | None = "prometheus-password", tls: tuple[str, str] | None = None,
-          extra_labels: dict[str, str] | None = None,
-          clock: Callable[[], float] = time.monotonic) -> RunningExporter:
+def start(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    service: str = "demo-service",
+    node: str | None = None,
+    project: str = "tenant-metrics-demo",
+    cloud: str = "aws-eu-west-2",
+    service_type: str = "opensearch",
+    username: str | None = "prometheus",
+    password: str | None = "prometheus-password",
+    tls: tuple[str, str] | None = None,
+    extra_labels: dict[str, str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> RunningExporter:
     """Serve one node's /metrics in a daemon thread. ``port=0`` picks a free port.
 
     ``username=None`` turns basic auth off. ``tls`` is ``(certfile, keyfile)``.
     """
-    identity = NodeIdentity(service=service, node=node or f"{service}-1", project=project,
-                            cloud=cloud, service_type=service_type)
+    identity = NodeIdentity(
+        service=service,
+        node=node or f"{service}-1",
+        project=project,
+        cloud=cloud,
+        service_type=service_type,
+    )
     counter = [0]
     handler = _handler(identity, username, password, clock, clock(), counter, extra_labels)
     server = ThreadingHTTPServer((host, port), handler)
@@ -202,10 +237,22 @@ def start(host: str = "127.0.0.1", port: int = 0, *, service: str = "demo-servic
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
         scheme = "https"
     bound_port = int(server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"exporter-{host}:{bound_port}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name=f"exporter-{host}:{bound_port}",
+        daemon=True,
+    )
     thread.start()
-    return RunningExporter(url=f"{scheme}://{host}:{bound_port}/metrics", host=host, port=bound_port,
-                           identity=identity, _server=server, _thread=thread, _counter=counter)
+    return RunningExporter(
+        url=f"{scheme}://{host}:{bound_port}/metrics",
+        host=host,
+        port=bound_port,
+        identity=identity,
+        _server=server,
+        _thread=thread,
+        _counter=counter,
+    )
 
 
 def self_signed_cert(directory: Path, common_name: str = "localhost") -> tuple[str, str]:
@@ -213,9 +260,26 @@ def self_signed_cert(directory: Path, common_name: str = "localhost") -> tuple[s
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "exporter.crt", directory / "exporter.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", f"/CN={common_name}", "-addext", f"subjectAltName=DNS:{common_name},IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={common_name}",
+            "-addext",
+            f"subjectAltName=DNS:{common_name},IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return str(cert), str(key)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from sd.http import ApiError, FailureKind, JsonHttp, RetryPolicy, expect_dict
+from sd.http import DEFAULT_RETRY, ApiError, FailureKind, JsonHttp, RetryPolicy, expect_dict
 
 API = "aiven"
 PROMETHEUS = "prometheus"
@@ -45,7 +45,10 @@ class AivenService:
     def has_prometheus_integration(self, endpoint_id: str) -> bool:
         """Ours means: prometheus, enabled, a real id (not a null placeholder), our endpoint."""
         return any(
-            i.integration_type == PROMETHEUS and i.enabled and i.id and i.dest_endpoint_id == endpoint_id
+            i.integration_type == PROMETHEUS
+            and i.enabled
+            and i.id
+            and i.dest_endpoint_id == endpoint_id
             for i in self.integrations
         )
 
@@ -90,19 +93,36 @@ def parse_service(raw: Any) -> AivenService:
     tags = raw.get("tags") or {}
     node_count = raw.get("node_count")
     return AivenService(
-        name=str(name), type=str(stype), state=str(state), plan=str(raw.get("plan") or ""),
-        cloud=str(raw.get("cloud_name") or ""), host=str(host) if host else None,
-        node_count=int(node_count) if isinstance(node_count, int) else len(raw.get("node_states") or ()),
+        name=str(name),
+        type=str(stype),
+        state=str(state),
+        plan=str(raw.get("plan") or ""),
+        cloud=str(raw.get("cloud_name") or ""),
+        host=str(host) if host else None,
+        node_count=int(node_count)
+        if isinstance(node_count, int)
+        else len(raw.get("node_states") or ()),
         tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {},
         # Only prometheus entries matter to sd; the list also holds every other kind and placeholders.
-        integrations=tuple(parse_integration(i) for i in raw.get("service_integrations") or ()
-                           if isinstance(i, dict) and i.get("integration_type") == PROMETHEUS),
+        integrations=tuple(
+            parse_integration(i)
+            for i in raw.get("service_integrations") or ()
+            if isinstance(i, dict) and i.get("integration_type") == PROMETHEUS
+        ),
     )
 
 
 class AivenClient:
-    def __init__(self, base_url: str, token: str, project: str, *, timeout: float = 30.0,
-                 retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        project: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {"timeout": timeout, "retry": retry}
         if sleep is not None:
             kwargs["sleep"] = sleep
@@ -141,24 +161,39 @@ class AivenClient:
                 gc.enable()
 
     def get_service(self, name: str) -> AivenService:
-        return parse_service(expect_dict(API, self._get(f"/service/{quote(name, safe='')}"), "service"))
+        return parse_service(
+            expect_dict(API, self._get(f"/service/{quote(name, safe='')}"), "service")
+        )
 
     def get_endpoint(self, endpoint_id: str) -> IntegrationEndpoint:
         """The Prometheus endpoint with its basic-auth secrets (``include_secrets=true``)."""
-        raw = expect_dict(API, self._get(f"/integration_endpoint/{quote(endpoint_id, safe='')}",
-                                         {"include_secrets": "true"}), "service_integration_endpoint")
+        raw = expect_dict(
+            API,
+            self._get(
+                f"/integration_endpoint/{quote(endpoint_id, safe='')}", {"include_secrets": "true"}
+            ),
+            "service_integration_endpoint",
+        )
         if not isinstance(raw, dict):
             raise _bad("endpoint is not an object")
         cfg = raw.get("user_config") or {}
         return IntegrationEndpoint(
-            id=str(raw.get("endpoint_id")), name=str(raw.get("endpoint_name") or ""),
-            type=str(raw.get("endpoint_type") or ""), username=cfg.get("basic_auth_username"),
+            id=str(raw.get("endpoint_id")),
+            name=str(raw.get("endpoint_name") or ""),
+            type=str(raw.get("endpoint_type") or ""),
+            username=cfg.get("basic_auth_username"),
             password=cfg.get("basic_auth_password"),
         )
 
     def create_prometheus_integration(self, service: str, endpoint_id: str) -> Integration:
-        body = {"integration_type": PROMETHEUS, "source_service": service, "dest_endpoint_id": endpoint_id}
-        _, data = self.http.request("POST", self._base + "/integration", headers=self._headers, json_body=body)
+        body = {
+            "integration_type": PROMETHEUS,
+            "source_service": service,
+            "dest_endpoint_id": endpoint_id,
+        }
+        _, data = self.http.request(
+            "POST", self._base + "/integration", headers=self._headers, json_body=body
+        )
         return parse_integration(expect_dict(API, data, "service_integration"))
 
     def project_ca(self) -> str:

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -18,8 +18,8 @@ from common.db import make_engine, make_session_factory
 from sd.aiven import AivenClient
 from sd.cloudfoundry import CloudController
 from sd.config import SdSettings
-from sd.http import RetryPolicy
 from sd.dns import Resolver, overrides_resolver, system_resolver
+from sd.http import DEFAULT_RETRY, RetryPolicy
 from sd.integrator import Integrator
 from sd.loop import Discovery
 from sd.metrics import SdMetrics
@@ -28,7 +28,7 @@ from sd.writer import TargetsState
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -46,33 +46,78 @@ class SdApp:
         self.engine.dispose()
 
 
-def build(settings: SdSettings, *, registry: CollectorRegistry | None = None, resolver: Resolver | None = None,
-          holder: str | None = None, dns_workers: int = 16, now: Callable[[], datetime] = utcnow,
-          monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-          retry: RetryPolicy = RetryPolicy()) -> SdApp:
+def build(
+    settings: SdSettings,
+    *,
+    registry: CollectorRegistry | None = None,
+    resolver: Resolver | None = None,
+    holder: str | None = None,
+    dns_workers: int = 16,
+    now: Callable[[], datetime] = utcnow,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> SdApp:
     """Every collaborator with a seam (clocks, sleep, resolver, registry) can be injected."""
     registry = registry or CollectorRegistry()
     if resolver is None:
-        resolver = (overrides_resolver(settings.dns_overrides_file) if settings.dns_overrides_file
-                    else system_resolver)
+        resolver = (
+            overrides_resolver(settings.dns_overrides_file)
+            if settings.dns_overrides_file
+            else system_resolver
+        )
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
-    aiven = AivenClient(settings.aiven_api_url, settings.aiven_api_token, settings.aiven_project,
-                        timeout=settings.http_timeout_seconds, retry=retry, sleep=sleep)
+    aiven = AivenClient(
+        settings.aiven_api_url,
+        settings.aiven_api_token,
+        settings.aiven_project,
+        timeout=settings.http_timeout_seconds,
+        retry=retry,
+        sleep=sleep,
+    )
     cc = None
     if settings.cloudfoundry is not None:
         cf = settings.cloudfoundry
-        cc = CloudController(cf.api_url, cf.client_id, cf.client_secret, timeout=settings.http_timeout_seconds,
-                             clock=monotonic, retry=retry, sleep=sleep)
+        cc = CloudController(
+            cf.api_url,
+            cf.client_id,
+            cf.client_secret,
+            timeout=settings.http_timeout_seconds,
+            clock=monotonic,
+            retry=retry,
+            sleep=sleep,
+        )
     holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    integrator = Integrator(aiven, sessions, settings.prometheus_endpoint_id, eligible_types=settings.eligible_types,
-                            holder=holder, now=now, max_per_cycle=settings.max_integrations_per_cycle)
-    owners = OwnerResolver(sessions, settings.service_prefix, cc, now=now,
-                           refresh_seconds=settings.names_refresh_seconds)
+    integrator = Integrator(
+        aiven,
+        sessions,
+        settings.prometheus_endpoint_id,
+        eligible_types=settings.eligible_types,
+        holder=holder,
+        now=now,
+        max_per_cycle=settings.max_integrations_per_cycle,
+    )
+    owners = OwnerResolver(
+        sessions,
+        settings.service_prefix,
+        cc,
+        now=now,
+        refresh_seconds=settings.names_refresh_seconds,
+    )
     state = TargetsState()
-    discovery = Discovery(aiven=aiven, integrator=integrator, owners=owners, resolver=resolver,
-                          targets_path=Path(settings.targets_file), state=state, metrics=SdMetrics(registry),
-                          endpoint_id=settings.prometheus_endpoint_id, eligible_types=settings.eligible_types,
-                          scrape_port=settings.scrape_port, dns_workers=dns_workers,
-                          api_clients=(cc,) if cc else ())
+    discovery = Discovery(
+        aiven=aiven,
+        integrator=integrator,
+        owners=owners,
+        resolver=resolver,
+        targets_path=Path(settings.targets_file),
+        state=state,
+        metrics=SdMetrics(registry),
+        endpoint_id=settings.prometheus_endpoint_id,
+        eligible_types=settings.eligible_types,
+        scrape_port=settings.scrape_port,
+        dns_workers=dns_workers,
+        api_clients=(cc,) if cc else (),
+    )
     return SdApp(discovery, engine, registry, state, cc)

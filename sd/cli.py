@@ -18,22 +18,37 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
-    sd = sub.add_parser("sd", help="service discovery: integrate Aiven services, write Prometheus targets")
+    sd = sub.add_parser(
+        "sd", help="service discovery: integrate Aiven services, write Prometheus targets"
+    )
     sd_sub = sd.add_subparsers(dest="sd_command", metavar="ACTION", required=True)
-    run = sd_sub.add_parser("run", help="discover forever (SD_INTERVAL_SECONDS, with jitter); "
-                                        "serves /metrics, /targets (http_sd) and /healthz on SD_LISTEN_PORT")
+    run = sd_sub.add_parser(
+        "run",
+        help="discover forever (SD_INTERVAL_SECONDS, with jitter); "
+        "serves /metrics, /targets (http_sd) and /healthz on SD_LISTEN_PORT",
+    )
     run.set_defaults(func=_run)
-    once = sd_sub.add_parser("once", help="one discovery cycle; exit status 1 if any part of it failed")
+    once = sd_sub.add_parser(
+        "once", help="one discovery cycle; exit status 1 if any part of it failed"
+    )
     once.set_defaults(func=_once)
-    cfg = sd_sub.add_parser("prometheus-config",
-                            help="print the Prometheus scrape job reading the targets file; writes the "
-                                 "endpoint password and the project CA to files it references")
-    cfg.add_argument("--password-file", help="where to write the basic-auth password (default: beside the "
-                                             "targets file)")
-    cfg.add_argument("--ca-file", help="where to write the Aiven project CA (default: beside the targets file)")
+    cfg = sd_sub.add_parser(
+        "prometheus-config",
+        help="print the Prometheus scrape job reading the targets file; writes the "
+        "endpoint password and the project CA to files it references",
+    )
+    cfg.add_argument(
+        "--password-file",
+        help="where to write the basic-auth password (default: beside the targets file)",
+    )
+    cfg.add_argument(
+        "--ca-file", help="where to write the Aiven project CA (default: beside the targets file)"
+    )
     cfg.add_argument("--job-name", default="aiven-tenant-services")
     cfg.set_defaults(func=_prometheus_config)
-    owner = sub.add_parser("owner", help="admin: show the Cloud Foundry owner sd has for an Aiven service")
+    owner = sub.add_parser(
+        "owner", help="admin: show the Cloud Foundry owner sd has for an Aiven service"
+    )
     owner.add_argument("aiven_service_name")
     owner.set_defaults(func=_owner)
 
@@ -69,11 +84,21 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    health = staleness_health(lambda: app.discovery.last_success, time.time(),
-                              max(3 * settings.interval_seconds, 300.0))
-    server = SdHttpServer(settings.listen_host, settings.listen_port, app.registry, app.state, health).start()
-    log.info("sd running", extra={"event": "sd_started", "listen": server.url,
-                                  "targets_file": settings.targets_file, "interval": settings.interval_seconds})
+    health = staleness_health(
+        lambda: app.discovery.last_success, time.time(), max(3 * settings.interval_seconds, 300.0)
+    )
+    server = SdHttpServer(
+        settings.listen_host, settings.listen_port, app.registry, app.state, health
+    ).start()
+    log.info(
+        "sd running",
+        extra={
+            "event": "sd_started",
+            "listen": server.url,
+            "targets_file": settings.targets_file,
+            "interval": settings.interval_seconds,
+        },
+    )
     try:
         app.discovery.run_forever(stop, settings.interval_seconds)
     finally:
@@ -91,8 +116,12 @@ def _prometheus_config(args: argparse.Namespace) -> int:
     base = Path(settings.targets_file).resolve().parent
     password_file = Path(args.password_file or base / "aiven-prometheus-password")
     ca_file = Path(args.ca_file or base / "aiven-project-ca.pem")
-    client = AivenClient(settings.aiven_api_url, settings.aiven_api_token, settings.aiven_project,
-                         timeout=settings.http_timeout_seconds)
+    client = AivenClient(
+        settings.aiven_api_url,
+        settings.aiven_api_token,
+        settings.aiven_project,
+        timeout=settings.http_timeout_seconds,
+    )
     try:
         endpoint = client.get_endpoint(settings.prometheus_endpoint_id)
         ca = client.project_ca()
@@ -104,9 +133,13 @@ def _prometheus_config(args: argparse.Namespace) -> int:
     write_if_changed(password_file, endpoint.password.encode())
     os.chmod(password_file, 0o600)
     write_if_changed(ca_file, ca.encode())
-    job = promconfig.scrape_job(targets_file=str(Path(settings.targets_file).resolve()),
-                                username=endpoint.username, password_file=str(password_file),
-                                ca_file=str(ca_file), job_name=args.job_name)
+    job = promconfig.scrape_job(
+        targets_file=str(Path(settings.targets_file).resolve()),
+        username=endpoint.username,
+        password_file=str(password_file),
+        ca_file=str(ca_file),
+        job_name=args.job_name,
+    )
     print(promconfig.render(job), end="")
     return 0
 
@@ -119,8 +152,11 @@ def _owner(args: argparse.Namespace) -> int:
 
     prefix = get_str(os.environ, "AIVEN_SERVICE_PREFIX").lower()
     guid = parse_instance_guid(args.aiven_service_name, prefix)
-    out: dict[str, Any] = {"aiven_service_name": args.aiven_service_name, "prefix": prefix,
-                           "cf_service_instance_guid": guid}
+    out: dict[str, Any] = {
+        "aiven_service_name": args.aiven_service_name,
+        "prefix": prefix,
+        "cf_service_instance_guid": guid,
+    }
     if guid is None:
         out["owner"] = None
         out["reason"] = f"name is not '{prefix}-<cf service instance guid>'; sd ignores it"
@@ -137,9 +173,14 @@ def _owner(args: argparse.Namespace) -> int:
         out["reason"] = "not resolved yet (no answer from Cloud Controller remembered)"
         print(json.dumps(out, indent=2))
         return 1
-    out["owner"] = {"cf_organization_guid": row.organization_guid, "cf_organization_name": row.organization_name,
-                    "cf_space_guid": row.space_guid, "cf_space_name": row.space_name,
-                    "cf_service_instance_name": row.instance_name, "missing_in_cloud_controller": row.missing,
-                    "refreshed_at": row.refreshed_at.isoformat()}
+    out["owner"] = {
+        "cf_organization_guid": row.organization_guid,
+        "cf_organization_name": row.organization_name,
+        "cf_space_guid": row.space_guid,
+        "cf_space_name": row.space_name,
+        "cf_service_instance_name": row.instance_name,
+        "missing_in_cloud_controller": row.missing,
+        "refreshed_at": row.refreshed_at.isoformat(),
+    }
     print(json.dumps(out, indent=2))
     return 0 if not row.missing else 1

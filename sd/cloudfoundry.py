@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sd.http import ApiError, FailureKind, JsonHttp, RetryPolicy, expect_dict
+from sd.http import DEFAULT_RETRY, ApiError, FailureKind, JsonHttp, RetryPolicy, expect_dict
 
 API = "cloudcontroller"
 BATCH_SIZE = 100
@@ -46,8 +46,14 @@ def parse_instances_page(data: Any) -> tuple[list[CfInstance], str | None]:
     """One page of ``/v3/service_instances`` with ``fields`` joins -> instances, next href."""
     resources = expect_dict(API, data, "resources")
     included = data.get("included") or {}
-    spaces = {s["guid"]: s for s in included.get("spaces") or () if isinstance(s, dict) and "guid" in s}
-    orgs = {o["guid"]: o for o in included.get("organizations") or () if isinstance(o, dict) and "guid" in o}
+    spaces = {
+        s["guid"]: s for s in included.get("spaces") or () if isinstance(s, dict) and "guid" in s
+    }
+    orgs = {
+        o["guid"]: o
+        for o in included.get("organizations") or ()
+        if isinstance(o, dict) and "guid" in o
+    }
     out = []
     for res in resources if isinstance(resources, list) else ():
         try:
@@ -55,18 +61,37 @@ def parse_instances_page(data: Any) -> tuple[list[CfInstance], str | None]:
             space = spaces[space_guid]
             org_guid = space["relationships"]["organization"]["data"]["guid"]
             org = orgs[org_guid]
-            out.append(CfInstance(str(res["guid"]), str(res.get("name") or ""), str(space_guid),
-                                  str(space.get("name") or ""), str(org_guid), str(org.get("name") or "")))
+            out.append(
+                CfInstance(
+                    str(res["guid"]),
+                    str(res.get("name") or ""),
+                    str(space_guid),
+                    str(space.get("name") or ""),
+                    str(org_guid),
+                    str(org.get("name") or ""),
+                )
+            )
         except (KeyError, TypeError) as exc:
-            raise _bad(f"service instance cannot be joined to its space and org ({exc!s})") from None
+            raise _bad(
+                f"service instance cannot be joined to its space and org ({exc!s})"
+            ) from None
     nxt = (data.get("pagination") or {}).get("next")
     return out, nxt.get("href") if isinstance(nxt, dict) else None
 
 
 class CloudController:
-    def __init__(self, api_url: str, client_id: str, client_secret: str, *, timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic, batch_size: int = BATCH_SIZE,
-                 retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        batch_size: int = BATCH_SIZE,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {"timeout": timeout, "retry": retry}
         if sleep is not None:
             kwargs["sleep"] = sleep
@@ -93,7 +118,9 @@ class CloudController:
     # -- token ----------------------------------------------------------------------------
     def _uaa(self) -> str:
         if self._uaa_url is None:
-            _, root = self.http.request("GET", self.api_url + "/", headers={"Accept": "application/json"})
+            _, root = self.http.request(
+                "GET", self.api_url + "/", headers={"Accept": "application/json"}
+            )
             try:
                 self._uaa_url = str(root["links"]["uaa"]["href"]).rstrip("/")
             except (KeyError, TypeError):
@@ -105,8 +132,13 @@ class CloudController:
             now = self._clock()
             if force or self._token is None or now >= self._token.renew_at:
                 _, data = self.http.request(
-                    "POST", self._uaa() + "/oauth/token", headers={"Accept": "application/json"},
-                    data={"grant_type": "client_credentials"}, auth=self._client, idempotent=True)
+                    "POST",
+                    self._uaa() + "/oauth/token",
+                    headers={"Accept": "application/json"},
+                    data={"grant_type": "client_credentials"},
+                    auth=self._client,
+                    idempotent=True,
+                )
                 token = expect_dict(API, data, "access_token")
                 ttl = float(data.get("expires_in") or 0)
                 # Renew with a margin: a tenth of the lifetime, at most a minute.
@@ -116,7 +148,10 @@ class CloudController:
 
     def _get(self, url: str, params: Any = None) -> Any:
         for retry in (False, True):
-            headers = {"Authorization": f"bearer {self._access_token(force=retry)}", "Accept": "application/json"}
+            headers = {
+                "Authorization": f"bearer {self._access_token(force=retry)}",
+                "Accept": "application/json",
+            }
             try:
                 return self.http.request("GET", url, headers=headers, params=params)[1]
             except ApiError as exc:
@@ -130,9 +165,13 @@ class CloudController:
         wanted = sorted(set(guids))
         found: dict[str, CfInstance] = {}
         for start in range(0, len(wanted), self._batch):
-            batch = wanted[start:start + self._batch]
-            params: Any = {"guids": ",".join(batch), "per_page": str(len(batch)),
-                           "fields[space]": SPACE_FIELDS, "fields[space.organization]": ORG_FIELDS}
+            batch = wanted[start : start + self._batch]
+            params: Any = {
+                "guids": ",".join(batch),
+                "per_page": str(len(batch)),
+                "fields[space]": SPACE_FIELDS,
+                "fields[space.organization]": ORG_FIELDS,
+            }
             url: str | None = self.api_url + "/v3/service_instances"
             while url is not None:
                 page, url = parse_instances_page(self._get(url, params))

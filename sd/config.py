@@ -48,12 +48,17 @@ class SdSettings:
             missing = [n for n in cf_names if n not in present]
             if missing:
                 raise ConfigError(f"{missing[0]} is required when {present[0]} is set")
-            cf = CloudFoundrySettings(_url(env, "CF_API_URL", None), get_str(env, "CF_CLIENT_ID"),
-                                      get_str(env, "CF_CLIENT_SECRET"))
+            cf = CloudFoundrySettings(
+                _url(env, "CF_API_URL", None),
+                get_str(env, "CF_CLIENT_ID"),
+                get_str(env, "CF_CLIENT_SECRET"),
+            )
         prefix = get_str(env, "AIVEN_SERVICE_PREFIX")
         if prefix.endswith("-"):
             raise ConfigError("AIVEN_SERVICE_PREFIX must not end with '-' (the separator is added)")
-        types = tuple(t.lower() for t in get_list(env, "SD_ELIGIBLE_TYPES", ("opensearch", "elasticsearch")))
+        types = tuple(
+            t.lower() for t in get_list(env, "SD_ELIGIBLE_TYPES", ("opensearch", "elasticsearch"))
+        )
         return cls(
             aiven_api_url=_url(env, "AIVEN_API_URL", DEFAULT_AIVEN_API_URL),
             aiven_api_token=get_str(env, "AIVEN_API_TOKEN"),

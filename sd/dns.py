@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from common.errors import ConfigError
 from sd.aiven import AivenService
@@ -36,8 +36,11 @@ def overrides_resolver(path: str, fallback: Resolver = system_resolver) -> Resol
     except (OSError, ValueError) as exc:
         raise ConfigError(f"SD_DNS_OVERRIDES_FILE: cannot read {path}: {exc}") from exc
     if not isinstance(table, dict) or not all(
-            isinstance(v, list) and all(isinstance(i, str) for i in v) for v in table.values()):
-        raise ConfigError("SD_DNS_OVERRIDES_FILE must hold a JSON object of hostname -> [address, ...]")
+        isinstance(v, list) and all(isinstance(i, str) for i in v) for v in table.values()
+    ):
+        raise ConfigError(
+            "SD_DNS_OVERRIDES_FILE must hold a JSON object of hostname -> [address, ...]"
+        )
 
     def resolve(host: str) -> Sequence[str]:
         found = table.get(host)
@@ -46,8 +49,12 @@ def overrides_resolver(path: str, fallback: Resolver = system_resolver) -> Resol
     return resolve
 
 
-def resolve_services(services: Sequence[AivenService], resolver: Resolver,
-                     previous: Mapping[str, Sequence[str]], workers: int = 16) -> tuple[dict[str, list[str]], int]:
+def resolve_services(
+    services: Sequence[AivenService],
+    resolver: Resolver,
+    previous: Mapping[str, Sequence[str]],
+    workers: int = 16,
+) -> tuple[dict[str, list[str]], int]:
     """Addresses by service name, and how many lookups failed (old answers kept for those)."""
     todo = [s for s in services if s.host]
 
@@ -55,8 +62,10 @@ def resolve_services(services: Sequence[AivenService], resolver: Resolver,
         try:
             return svc.name, list(resolver(svc.host or ""))
         except (OSError, UnicodeError) as exc:
-            log.warning("dns lookup failed", extra={"event": "dns_failed", "aiven_service_name": svc.name,
-                                                    "error": str(exc)})
+            log.warning(
+                "dns lookup failed",
+                extra={"event": "dns_failed", "aiven_service_name": svc.name, "error": str(exc)},
+            )
             return svc.name, None
 
     if workers <= 1 or len(todo) <= 1:
@@ -65,7 +74,9 @@ def resolve_services(services: Sequence[AivenService], resolver: Resolver,
         # One task per worker, each resolving a slice: 10,000 futures cost more CPU than the lookups.
         slices = [todo[i::workers] for i in range(workers)]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sd-dns") as pool:
-            answers = [a for part in pool.map(lambda part: [one(s) for s in part], slices) for a in part]
+            answers = [
+                a for part in pool.map(lambda part: [one(s) for s in part], slices) for a in part
+            ]
     out: dict[str, list[str]] = {}
     failures = 0
     for name, ips in answers:

@@ -37,8 +37,14 @@ class FailureKind(StrEnum):
 class ApiError(UpstreamError):
     """An upstream API failed; ``str(e)`` carries the API's message and never a secret."""
 
-    def __init__(self, api: str, kind: FailureKind, message: str, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        api: str,
+        kind: FailureKind,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(f"{api}: {message}" + (f" (status {status})" if status else ""))
         self.api = api
         self.kind = kind
@@ -63,6 +69,7 @@ try:  # orjson parses a 25 MB service list ~3x faster than json; json is the fal
 
     _JSON_ERRORS: tuple[type[Exception], ...] = (ValueError, orjson.JSONDecodeError)
 except ImportError:  # pragma: no cover - depends on the install
+
     def parse_json(body: bytes) -> Any:
         return json.loads(body)
 
@@ -86,10 +93,13 @@ def retry_after_seconds(headers: Mapping[str, str], message: str) -> float | Non
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    attempts: int = 4            # tries in total for a retryable failure
-    backoff: float = 0.5         # first pause; doubles each time
+    attempts: int = 4  # tries in total for a retryable failure
+    backoff: float = 0.5  # first pause; doubles each time
     max_backoff: float = 8.0
     max_retry_after: float = 60.0  # a 429 asking for longer than this is raised, not slept
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 def message_of(body: bytes, fallback: str) -> str:
@@ -116,9 +126,17 @@ def message_of(body: bytes, fallback: str) -> str:
 class JsonHttp:
     """One ``requests.Session`` per API with the policy above; ``calls`` counts requests sent."""
 
-    def __init__(self, api: str, *, timeout: float = 30.0, connect_timeout: float = 5.0,
-                 retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep,
-                 session: requests.Session | None = None, verify: bool | str = True) -> None:
+    def __init__(
+        self,
+        api: str,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
+        verify: bool | str = True,
+    ) -> None:
         self.api = api
         self.timeout = (min(connect_timeout, timeout), timeout)
         self.retry = retry
@@ -130,9 +148,18 @@ class JsonHttp:
     def close(self) -> None:
         self.session.close()
 
-    def request(self, method: str, url: str, *, headers: Mapping[str, str], params: Any = None,
-                json_body: Any = None, data: Any = None, auth: Any = None,
-                idempotent: bool | None = None) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Any = None,
+        json_body: Any = None,
+        data: Any = None,
+        auth: Any = None,
+        idempotent: bool | None = None,
+    ) -> tuple[int, Any]:
         """Send and parse. Non-idempotent calls (POST) are repeated only after a 429, which
         the server refused before doing anything; after a 5xx or timeout the caller re-checks."""
         safe = method in ("GET", "HEAD") if idempotent is None else idempotent
@@ -155,19 +182,40 @@ class JsonHttp:
             if wait is None:
                 return min(self.retry.backoff * 2 ** (attempt - 1), self.retry.max_backoff)
             return wait if wait <= self.retry.max_retry_after else None
-        retryable = exc.kind in (FailureKind.TIMEOUT, FailureKind.CONNECTION, FailureKind.SERVER_ERROR,
-                                 FailureKind.BAD_RESPONSE)
+        retryable = exc.kind in (
+            FailureKind.TIMEOUT,
+            FailureKind.CONNECTION,
+            FailureKind.SERVER_ERROR,
+            FailureKind.BAD_RESPONSE,
+        )
         if not (safe and retryable):
             return None
         return min(self.retry.backoff * 2 ** (attempt - 1), self.retry.max_backoff)
 
-    def _once(self, method: str, url: str, headers: Mapping[str, str], params: Any, json_body: Any,
-              data: Any, auth: Any) -> tuple[int, Any]:
+    def _once(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Any,
+        json_body: Any,
+        data: Any,
+        auth: Any,
+    ) -> tuple[int, Any]:
         self.calls += 1
         try:
-            resp = self.session.request(method, url, headers=dict(headers), params=params, json=json_body,
-                                        data=data, auth=auth, timeout=self.timeout, allow_redirects=False,
-                                        stream=True)
+            resp = self.session.request(
+                method,
+                url,
+                headers=dict(headers),
+                params=params,
+                json=json_body,
+                data=data,
+                auth=auth,
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
+            )
             # One read of the whole body (requests' .content reads 10 KB chunks: slow for 25 MB);
             # urllib3 enforces Content-Length, so a cut-off body raises here.
             try:
@@ -176,26 +224,41 @@ class JsonHttp:
                 resp.close()
         except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
             raise ApiTimeout(self.api, FailureKind.TIMEOUT, f"{method} timed out") from exc
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
-                urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
-            raise ApiError(self.api, FailureKind.BAD_RESPONSE, f"{method} response was cut off") from exc
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+            urllib3.exceptions.ProtocolError,
+            urllib3.exceptions.DecodeError,
+        ) as exc:
+            raise ApiError(
+                self.api, FailureKind.BAD_RESPONSE, f"{method} response was cut off"
+            ) from exc
         except requests.ConnectionError as exc:
             raise ApiError(self.api, FailureKind.CONNECTION, f"{method} could not connect") from exc
         except requests.RequestException as exc:
-            raise ApiError(self.api, FailureKind.CONNECTION, f"{method} failed: {type(exc).__name__}") from exc
+            raise ApiError(
+                self.api, FailureKind.CONNECTION, f"{method} failed: {type(exc).__name__}"
+            ) from exc
         status = resp.status_code
         if status >= 400:
             self._raise_for(status, resp.headers, body)
         try:
             return status, parse_json(body) if body else None
         except _JSON_ERRORS as exc:
-            raise ApiError(self.api, FailureKind.BAD_RESPONSE, "response is not valid JSON", status) from exc
+            raise ApiError(
+                self.api, FailureKind.BAD_RESPONSE, "response is not valid JSON", status
+            ) from exc
 
     def _raise_for(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         message = message_of(body, f"HTTP {status}")
         if status == 429:
-            raise ApiRateLimited(self.api, FailureKind.RATE_LIMITED, message, status,
-                                 retry_after_seconds(headers, message))
+            raise ApiRateLimited(
+                self.api,
+                FailureKind.RATE_LIMITED,
+                message,
+                status,
+                retry_after_seconds(headers, message),
+            )
         if status in (401, 403):
             raise ApiError(self.api, FailureKind.AUTH, message, status)
         if status >= 500 or status == 408:

@@ -31,11 +31,16 @@ INELIGIBLE_PLAN_PREFIXES = ("hobbyist", "free")  # Aiven: no integrations on the
 RECENT_SUCCESS = timedelta(minutes=10)
 
 
-def needs_integration(service: AivenService, endpoint_id: str, eligible_types: Collection[str]) -> bool:
+def needs_integration(
+    service: AivenService, endpoint_id: str, eligible_types: Collection[str]
+) -> bool:
     """Pure: eligible type, RUNNING, a plan that allows integrations, and none of ours yet."""
-    return (service.type in eligible_types and service.state == "RUNNING"
-            and not service.plan.lower().startswith(INELIGIBLE_PLAN_PREFIXES)
-            and not service.has_prometheus_integration(endpoint_id))
+    return (
+        service.type in eligible_types
+        and service.state == "RUNNING"
+        and not service.plan.lower().startswith(INELIGIBLE_PLAN_PREFIXES)
+        and not service.has_prometheus_integration(endpoint_id)
+    )
 
 
 def backoff_for(attempts: int, base: timedelta, cap: timedelta) -> timedelta:
@@ -47,19 +52,28 @@ class IntegrationReport:
     candidates: int = 0
     created: tuple[str, ...] = ()
     already_present: tuple[str, ...] = ()
-    failed: tuple[tuple[str, str], ...] = ()       # (service, error)
+    failed: tuple[tuple[str, str], ...] = ()  # (service, error)
     backing_off: tuple[str, ...] = ()
-    deferred: int = 0                              # over the per-cycle bound
+    deferred: int = 0  # over the per-cycle bound
     lease_held_elsewhere: bool = False
     errors: tuple[FailureKind, ...] = field(default=(), compare=False)
 
 
 class Integrator:
-    def __init__(self, client: AivenClient, session_factory: sessionmaker[Session], endpoint_id: str, *,
-                 eligible_types: Collection[str], holder: str, now: Callable[[], datetime],
-                 max_per_cycle: int = 20, lease_ttl: timedelta = timedelta(minutes=5),
-                 backoff_base: timedelta = timedelta(minutes=1),
-                 backoff_cap: timedelta = timedelta(hours=6)) -> None:
+    def __init__(
+        self,
+        client: AivenClient,
+        session_factory: sessionmaker[Session],
+        endpoint_id: str,
+        *,
+        eligible_types: Collection[str],
+        holder: str,
+        now: Callable[[], datetime],
+        max_per_cycle: int = 20,
+        lease_ttl: timedelta = timedelta(minutes=5),
+        backoff_base: timedelta = timedelta(minutes=1),
+        backoff_cap: timedelta = timedelta(hours=6),
+    ) -> None:
         self._client = client
         self._sessions = session_factory
         self._endpoint = endpoint_id
@@ -86,12 +100,16 @@ class Integrator:
             with session_scope(self._sessions, write=True) as session:
                 store.release_lease(session, LEASE_NAME, self._holder, self._now())
 
-    def _work(self, candidates: list[AivenService], attempts: dict[str, store.Attempt]) -> IntegrationReport:
+    def _work(
+        self, candidates: list[AivenService], attempts: dict[str, store.Attempt]
+    ) -> IntegrationReport:
         now = self._now()
         due, waiting = [], []
         for svc in sorted(candidates, key=lambda s: s.name):
             att = attempts.get(svc.name)
-            recent_ok = att is not None and att.succeeded and now - att.last_attempt_at < RECENT_SUCCESS
+            recent_ok = (
+                att is not None and att.succeeded and now - att.last_attempt_at < RECENT_SUCCESS
+            )
             if att is not None and (att.next_attempt_at > now or recent_ok):
                 waiting.append(svc.name)
             else:
@@ -113,13 +131,23 @@ class Integrator:
                 failed.append((svc.name, error or ""))
                 if kind is not None:
                     kinds.append(kind)
-        return IntegrationReport(len(candidates), tuple(created), tuple(present), tuple(failed),
-                                 tuple(waiting), deferred, False, tuple(kinds))
+        return IntegrationReport(
+            len(candidates),
+            tuple(created),
+            tuple(present),
+            tuple(failed),
+            tuple(waiting),
+            deferred,
+            False,
+            tuple(kinds),
+        )
 
     def _still_ours(self) -> bool:
         """Renew the lease before each creation; if another process took it, stop."""
         with session_scope(self._sessions, write=True) as session:
-            return store.try_acquire_lease(session, LEASE_NAME, self._holder, self._now(), self._ttl)
+            return store.try_acquire_lease(
+                session, LEASE_NAME, self._holder, self._now(), self._ttl
+            )
 
     def _integrate(self, name: str) -> tuple[str, str | None, FailureKind | None]:
         try:
@@ -135,23 +163,44 @@ class Integrator:
             if exc.status == 404:  # deleted between the listing and now: nothing to do
                 return "present", None, None
             attempt = self._record(name, succeeded=False, error=str(exc))
-            log.warning("integration failed; backing off", extra={
-                "event": "integration_failed", "aiven_service_name": name, "kind": str(exc.kind),
-                "error": str(exc), "attempts": attempt.attempts if attempt else None,
-                "next_attempt_at": attempt.next_attempt_at.isoformat() if attempt else None})
+            log.warning(
+                "integration failed; backing off",
+                extra={
+                    "event": "integration_failed",
+                    "aiven_service_name": name,
+                    "kind": str(exc.kind),
+                    "error": str(exc),
+                    "attempts": attempt.attempts if attempt else None,
+                    "next_attempt_at": attempt.next_attempt_at.isoformat() if attempt else None,
+                },
+            )
             return "failed", str(exc), exc.kind
         self._record(name, succeeded=True)
-        log.info("integration created", extra={"event": "integration_created", "aiven_service_name": name})
+        log.info(
+            "integration created",
+            extra={"event": "integration_created", "aiven_service_name": name},
+        )
         return "created", None, None
 
-    def _record(self, name: str, *, succeeded: bool, error: str | None = None) -> store.Attempt | None:
+    def _record(
+        self, name: str, *, succeeded: bool, error: str | None = None
+    ) -> store.Attempt | None:
         try:
             with session_scope(self._sessions, write=True) as session:
                 previous = store.load_attempts(session, [name]).get(name)
                 tries = 0 if succeeded else (previous.attempts if previous else 0) + 1
-                return store.record_attempt(session, name, self._now(), succeeded=succeeded, error=error,
-                                            backoff=timedelta(0) if succeeded else
-                                            backoff_for(tries, self._base, self._cap))
+                return store.record_attempt(
+                    session,
+                    name,
+                    self._now(),
+                    succeeded=succeeded,
+                    error=error,
+                    backoff=timedelta(0)
+                    if succeeded
+                    else backoff_for(tries, self._base, self._cap),
+                )
         except SQLAlchemyError:
-            log.exception("could not record integration attempt", extra={"aiven_service_name": name})
+            log.exception(
+                "could not record integration attempt", extra={"aiven_service_name": name}
+            )
             return None

@@ -49,11 +49,23 @@ class CycleReport:
 
 
 class Discovery:
-    def __init__(self, *, aiven: AivenClient, integrator: Integrator, owners: OwnerResolver,
-                 resolver: Resolver, targets_path: Path, state: writer.TargetsState, metrics: SdMetrics,
-                 endpoint_id: str, eligible_types: tuple[str, ...], scrape_port: int,
-                 wall_clock: Callable[[], float] = time.time, dns_workers: int = 16,
-                 api_clients: tuple[object, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        aiven: AivenClient,
+        integrator: Integrator,
+        owners: OwnerResolver,
+        resolver: Resolver,
+        targets_path: Path,
+        state: writer.TargetsState,
+        metrics: SdMetrics,
+        endpoint_id: str,
+        eligible_types: tuple[str, ...],
+        scrape_port: int,
+        wall_clock: Callable[[], float] = time.time,
+        dns_workers: int = 16,
+        api_clients: tuple[object, ...] = (),
+    ) -> None:
         self.aiven = aiven
         self.integrator = integrator
         self.owners = owners
@@ -96,21 +108,48 @@ class Discovery:
         if ok:
             self.last_success = self.wall_clock()
             self.metrics.last_success.set(self.last_success)
-        log.info("sd cycle", extra={
-            "event": "sd_cycle", "ok": ok, "duration_seconds": round(duration, 3), "services": report.services,
-            "target_groups": report.target_groups, "written": report.written,
-            "failures": [f"{f.stage}/{f.kind}: {f.message}" for f in failures]})
-        return CycleReport(ok, tuple(failures), report.services, report.target_groups, report.written,
-                           report.integrations, report.owners, duration)
+        log.info(
+            "sd cycle",
+            extra={
+                "event": "sd_cycle",
+                "ok": ok,
+                "duration_seconds": round(duration, 3),
+                "services": report.services,
+                "target_groups": report.target_groups,
+                "written": report.written,
+                "failures": [f"{f.stage}/{f.kind}: {f.message}" for f in failures],
+            },
+        )
+        return CycleReport(
+            ok,
+            tuple(failures),
+            report.services,
+            report.target_groups,
+            report.written,
+            report.integrations,
+            report.owners,
+            duration,
+        )
 
     def _fail(self, failures: list[Failure], stage: str, exc: BaseException) -> None:
-        kind = str(exc.kind) if isinstance(exc, ApiError) else (
-            FailureKind.DATABASE if isinstance(exc, SQLAlchemyError) else FailureKind.INTERNAL)
-        message = str(exc) if not isinstance(exc, SQLAlchemyError) else f"database error: {type(exc).__name__}"
+        kind = (
+            str(exc.kind)
+            if isinstance(exc, ApiError)
+            else (
+                FailureKind.DATABASE if isinstance(exc, SQLAlchemyError) else FailureKind.INTERNAL
+            )
+        )
+        message = (
+            str(exc)
+            if not isinstance(exc, SQLAlchemyError)
+            else f"database error: {type(exc).__name__}"
+        )
         failures.append(Failure(stage, str(kind), message))
         self.metrics.failures.labels(stage, str(kind)).inc()
-        log.error("sd stage failed; last good targets kept", extra={
-            "event": "sd_stage_failed", "stage": stage, "kind": str(kind), "error": message})
+        log.error(
+            "sd stage failed; last good targets kept",
+            extra={"event": "sd_stage_failed", "stage": stage, "kind": str(kind), "error": message},
+        )
 
     def _cycle(self, failures: list[Failure]) -> CycleReport:
         try:
@@ -123,7 +162,9 @@ class Discovery:
             # An empty but successful listing would wipe every target: believe it only twice running.
             self._empty_listings += 1
             if self._empty_listings < 2:
-                failures.append(Failure("aiven_list", "suspicious_empty", "empty service list; confirming"))
+                failures.append(
+                    Failure("aiven_list", "suspicious_empty", "empty service list; confirming")
+                )
                 self.metrics.failures.labels("aiven_list", "suspicious_empty").inc()
                 return CycleReport(False)
         else:
@@ -141,30 +182,54 @@ class Discovery:
         self.metrics.owners_missing.set(len(owners.missing))
         self.metrics.names_unparsed.set(len(owners.unparsed))
         integrated_now = integrations.created if integrations else ()
-        scrapable = [s for s in eligible if s.name in owners.owners
-                     and is_scrapable(s, self.endpoint_id, self.eligible_types, integrated_now)]
-        addresses, dns_failures = resolve_services(scrapable, self.resolver, self._addresses, self.dns_workers)
+        scrapable = [
+            s
+            for s in eligible
+            if s.name in owners.owners
+            and is_scrapable(s, self.endpoint_id, self.eligible_types, integrated_now)
+        ]
+        addresses, dns_failures = resolve_services(
+            scrapable, self.resolver, self._addresses, self.dns_workers
+        )
         self._addresses = addresses
         if dns_failures:
             self.metrics.dns_failures.inc(dns_failures)
-        groups = build_targets(scrapable, owners.owners, addresses, port=self.scrape_port,
-                               endpoint_id=self.endpoint_id, eligible_types=self.eligible_types,
-                               integrated_now=integrated_now)
+        groups = build_targets(
+            scrapable,
+            owners.owners,
+            addresses,
+            port=self.scrape_port,
+            endpoint_id=self.endpoint_id,
+            eligible_types=self.eligible_types,
+            integrated_now=integrated_now,
+        )
         content = writer.render(groups)
         try:
             written = writer.write_if_changed(self.targets_path, content)
         except OSError as exc:
-            failures.append(Failure("write", "io", f"cannot write {self.targets_path}: {exc.strerror}"))
+            failures.append(
+                Failure("write", "io", f"cannot write {self.targets_path}: {exc.strerror}")
+            )
             self.metrics.failures.labels("write", "io").inc()
-            return CycleReport(False, services=len(services), integrations=integrations, owners=owners)
+            return CycleReport(
+                False, services=len(services), integrations=integrations, owners=owners
+            )
         self.state.set(content)
         self.metrics.targets.set(len(groups))
         if written:
             self.metrics.target_writes.inc()
-        return CycleReport(True, services=len(services), target_groups=len(groups), written=written,
-                           integrations=integrations, owners=owners)
+        return CycleReport(
+            True,
+            services=len(services),
+            target_groups=len(groups),
+            written=written,
+            integrations=integrations,
+            owners=owners,
+        )
 
-    def _integrate(self, services: list[AivenService], failures: list[Failure]) -> IntegrationReport | None:
+    def _integrate(
+        self, services: list[AivenService], failures: list[Failure]
+    ) -> IntegrationReport | None:
         try:
             report = self.integrator.run(services)
         except (ApiError, SQLAlchemyError) as exc:
@@ -184,11 +249,18 @@ class Discovery:
             delta = calls - self._api_seen.get(id(client), 0)
             self._api_seen[id(client)] = calls
             if delta > 0:
-                self.metrics.api_requests.labels(getattr(getattr(client, "http", None), "api", "unknown")).inc(delta)
+                self.metrics.api_requests.labels(
+                    getattr(getattr(client, "http", None), "api", "unknown")
+                ).inc(delta)
 
     # -- forever --------------------------------------------------------------------------
-    def run_forever(self, stop: threading.Event, interval: float, jitter: float = 0.1,
-                    rng: random.Random | None = None) -> None:
+    def run_forever(
+        self,
+        stop: threading.Event,
+        interval: float,
+        jitter: float = 0.1,
+        rng: random.Random | None = None,
+    ) -> None:
         """Cycle every ``interval`` seconds (+-jitter, so several sd processes drift apart)
         until ``stop`` is set; a cycle in progress finishes first."""
         rng = rng or random.Random()

@@ -47,18 +47,25 @@ class Owner:
 
 @dataclass(frozen=True, slots=True)
 class OwnerReport:
-    owners: dict[str, Owner]                  # by Aiven service name
-    unparsed: tuple[str, ...] = ()            # names not <prefix>-<guid>
-    unresolved: tuple[str, ...] = ()          # guid known, owner not (yet)
-    missing: tuple[str, ...] = ()             # CC says the instance is gone
+    owners: dict[str, Owner]  # by Aiven service name
+    unparsed: tuple[str, ...] = ()  # names not <prefix>-<guid>
+    unresolved: tuple[str, ...] = ()  # guid known, owner not (yet)
+    missing: tuple[str, ...] = ()  # CC says the instance is gone
     cc_error: ApiError | None = field(default=None, compare=False)
     cc_lookups: int = 0
 
 
 class OwnerResolver:
-    def __init__(self, session_factory: sessionmaker[Session], prefix: str, cc: CloudController | None, *,
-                 now: Callable[[], datetime], refresh_seconds: float = 3600.0,
-                 max_refresh_per_cycle: int = 1000) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        prefix: str,
+        cc: CloudController | None,
+        *,
+        now: Callable[[], datetime],
+        refresh_seconds: float = 3600.0,
+        max_refresh_per_cycle: int = 1000,
+    ) -> None:
         self._sessions = session_factory
         self._prefix = prefix
         self._cc = cc
@@ -98,9 +105,15 @@ class OwnerResolver:
                 rows = self._ask_cc(wanted, rows)
             except ApiError as exc:
                 cc_error = exc
-                log.warning("cloud controller lookup failed; using remembered owners",
-                            extra={"event": "owners_cc_failed", "kind": str(exc.kind), "error": str(exc),
-                                   "guids": len(wanted)})
+                log.warning(
+                    "cloud controller lookup failed; using remembered owners",
+                    extra={
+                        "event": "owners_cc_failed",
+                        "kind": str(exc.kind),
+                        "error": str(exc),
+                        "guids": len(wanted),
+                    },
+                )
         current = set(guids.values())
         self._memory = {g: r for g, r in rows.items() if g in current}
         return self._report(services, guids, rows, tuple(unparsed), cc_error, asked)
@@ -118,7 +131,9 @@ class OwnerResolver:
         stale.sort()
         return unknown + [g for _, g in stale[: self._max_refresh]]
 
-    def _ask_cc(self, wanted: list[str], rows: dict[str, store.OwnerRow]) -> dict[str, store.OwnerRow]:
+    def _ask_cc(
+        self, wanted: list[str], rows: dict[str, store.OwnerRow]
+    ) -> dict[str, store.OwnerRow]:
         assert self._cc is not None
         found = self._cc.service_instances(wanted)
         now = self._now()
@@ -127,21 +142,46 @@ class OwnerResolver:
             inst = found.get(guid)
             if inst is None:
                 old = rows.get(guid)
-                updated.append(store.OwnerRow(guid, old.instance_name if old else None,
-                                              old.space_guid if old else None, old.space_name if old else None,
-                                              old.organization_guid if old else None,
-                                              old.organization_name if old else None, True, now))
+                updated.append(
+                    store.OwnerRow(
+                        guid,
+                        old.instance_name if old else None,
+                        old.space_guid if old else None,
+                        old.space_name if old else None,
+                        old.organization_guid if old else None,
+                        old.organization_name if old else None,
+                        True,
+                        now,
+                    )
+                )
             else:
-                updated.append(store.OwnerRow(guid, inst.name, inst.space_guid, inst.space_name,
-                                              inst.organization_guid, inst.organization_name, False, now))
+                updated.append(
+                    store.OwnerRow(
+                        guid,
+                        inst.name,
+                        inst.space_guid,
+                        inst.space_name,
+                        inst.organization_guid,
+                        inst.organization_name,
+                        False,
+                        now,
+                    )
+                )
         with session_scope(self._sessions, write=True) as session:
             store.save_owners(session, updated, now)
         merged = dict(rows)
         merged.update({r.instance_guid: r for r in updated})
         return merged
 
-    def _report(self, services: Sequence[AivenService], guids: dict[str, str], rows: dict[str, store.OwnerRow],
-                unparsed: tuple[str, ...], cc_error: ApiError | None, asked: int) -> OwnerReport:
+    def _report(
+        self,
+        services: Sequence[AivenService],
+        guids: dict[str, str],
+        rows: dict[str, store.OwnerRow],
+        unparsed: tuple[str, ...],
+        cc_error: ApiError | None,
+        asked: int,
+    ) -> OwnerReport:
         owners: dict[str, Owner] = {}
         unresolved, missing = [], []
         for svc in services:
@@ -155,12 +195,19 @@ class OwnerResolver:
             space = (row.space_guid if row else None) or svc.tags.get("space_id")
             org = (row.organization_guid if row else None) or svc.tags.get("organization_id")
             if row and row.space_guid and svc.tags.get("space_id") not in (None, row.space_guid):
-                log.warning("service tags disagree with cloud controller; using cloud controller",
-                            extra={"event": "owner_tag_mismatch", "aiven_service_name": svc.name})
+                log.warning(
+                    "service tags disagree with cloud controller; using cloud controller",
+                    extra={"event": "owner_tag_mismatch", "aiven_service_name": svc.name},
+                )
             if not (space and org):
                 unresolved.append(svc.name)
                 continue
-            owners[svc.name] = Owner(guid, (row.instance_name if row else None) or "", space,
-                                     (row.space_name if row else None) or "", org,
-                                     (row.organization_name if row else None) or "")
+            owners[svc.name] = Owner(
+                guid,
+                (row.instance_name if row else None) or "",
+                space,
+                (row.space_name if row else None) or "",
+                org,
+                (row.organization_name if row else None) or "",
+            )
         return OwnerReport(owners, unparsed, tuple(unresolved), tuple(missing), cc_error, asked)

@@ -7,9 +7,16 @@ from typing import Any
 import yaml
 
 
-def scrape_job(*, targets_file: str, username: str, password_file: str, ca_file: str,
-               job_name: str = "aiven-tenant-services", scrape_interval: str = "60s",
-               scrape_timeout: str = "30s") -> dict[str, Any]:
+def scrape_job(
+    *,
+    targets_file: str,
+    username: str,
+    password_file: str,
+    ca_file: str,
+    job_name: str = "aiven-tenant-services",
+    scrape_interval: str = "60s",
+    scrape_timeout: str = "30s",
+) -> dict[str, Any]:
     """Aiven nodes serve HTTPS with a certificate for the service hostname signed by the project
     CA; targets are node IPs, and Prometheus 2.42 has no per-target server name, so Aiven's own
     advice is the project CA plus insecure_skip_verify (/work/shared/aiven-api.md §3).

@@ -16,13 +16,24 @@ from sd.writer import TargetsState
 class SdHttpServer:
     """``health()`` returns (healthy, details); /healthz answers 503 when unhealthy."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, state: TargetsState,
-                 health: Callable[[], tuple[bool, dict[str, object]]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        state: TargetsState,
+        health: Callable[[], tuple[bool, dict[str, object]]],
+    ) -> None:
         self._server = ThreadingHTTPServer((host, port), _handler(registry, state, health))
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.url = f"http://{host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sd-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sd-http",
+            daemon=True,
+        )
 
     def start(self) -> SdHttpServer:
         self._thread.start()
@@ -34,12 +45,15 @@ class SdHttpServer:
         self._thread.join(timeout=5)
 
 
-def _handler(registry: CollectorRegistry, state: TargetsState,
-             health: Callable[[], tuple[bool, dict[str, object]]]) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    registry: CollectorRegistry,
+    state: TargetsState,
+    health: Callable[[], tuple[bool, dict[str, object]]],
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
         def _send(self, status: int, body: bytes, ctype: str) -> None:
@@ -54,36 +68,46 @@ def _handler(registry: CollectorRegistry, state: TargetsState,
         def _json(self, status: int, payload: object) -> None:
             self._send(status, json.dumps(payload).encode(), "application/json")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/targets":
                 content = state.get()
-                if content is None:  # never an empty list before the first good cycle: Prometheus keeps its own
+                if (
+                    content is None
+                ):  # never an empty list before the first good cycle: Prometheus keeps its own
                     self._json(503, {"status": "error", "error": "no targets discovered yet"})
                 else:
                     self._send(200, content, "application/json")
             elif path == "/healthz":
                 healthy, details = health()
-                self._json(200 if healthy else 503, {"status": "ok" if healthy else "unhealthy", **details})
+                self._json(
+                    200 if healthy else 503, {"status": "ok" if healthy else "unhealthy", **details}
+                )
             else:
                 self._json(404, {"status": "error", "error": "not found"})
 
         do_HEAD = do_GET
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._json(405, {"status": "error", "error": "method not allowed"})
 
     return Handler
 
 
-def staleness_health(last_success: Callable[[], float | None], started: float, max_age: float,
-                     clock: Callable[[], float] = time.time) -> Callable[[], tuple[bool, dict[str, object]]]:
+def staleness_health(
+    last_success: Callable[[], float | None],
+    started: float,
+    max_age: float,
+    clock: Callable[[], float] = time.time,
+) -> Callable[[], tuple[bool, dict[str, object]]]:
     """Healthy while the last good cycle is younger than ``max_age`` (or sd is just starting)."""
+
     def check() -> tuple[bool, dict[str, object]]:
         now = clock()
         last = last_success()
         reference = last if last is not None else started
         return now - reference <= max_age, {"last_success": last, "max_age_seconds": max_age}
+
     return check

@@ -32,9 +32,18 @@ class OwnerRow:
 def load_owners(session: Session) -> dict[str, OwnerRow]:
     """Every remembered owner (one query: the table holds one row per Aiven service)."""
     t = ServiceOwner.__table__
-    rows = session.execute(select(
-        t.c.service_instance_guid, t.c.service_instance_name, t.c.space_guid, t.c.space_name,
-        t.c.organization_guid, t.c.organization_name, t.c.missing, t.c.refreshed_at))
+    rows = session.execute(
+        select(
+            t.c.service_instance_guid,
+            t.c.service_instance_name,
+            t.c.space_guid,
+            t.c.space_name,
+            t.c.organization_guid,
+            t.c.organization_name,
+            t.c.missing,
+            t.c.refreshed_at,
+        )
+    )
     return {r[0]: OwnerRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows}
 
 
@@ -44,11 +53,21 @@ def load_owners_for(session: Session, guids: Iterable[str]) -> dict[str, OwnerRo
     wanted = list(guids)
     out: dict[str, OwnerRow] = {}
     for start in range(0, len(wanted), 500):
-        rows = session.execute(select(
-            t.c.service_instance_guid, t.c.service_instance_name, t.c.space_guid, t.c.space_name,
-            t.c.organization_guid, t.c.organization_name, t.c.missing, t.c.refreshed_at,
-        ).where(t.c.service_instance_guid.in_(wanted[start:start + 500])))
-        out.update({r[0]: OwnerRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows})
+        rows = session.execute(
+            select(
+                t.c.service_instance_guid,
+                t.c.service_instance_name,
+                t.c.space_guid,
+                t.c.space_name,
+                t.c.organization_guid,
+                t.c.organization_name,
+                t.c.missing,
+                t.c.refreshed_at,
+            ).where(t.c.service_instance_guid.in_(wanted[start : start + 500]))
+        )
+        out.update(
+            {r[0]: OwnerRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows}
+        )
     return out
 
 
@@ -58,33 +77,58 @@ def save_owners(session: Session, rows: Iterable[OwnerRow], now: datetime) -> No
     if not rows:
         return
     t = ServiceOwner.__table__
-    existing = set(session.scalars(select(t.c.service_instance_guid).where(
-        t.c.service_instance_guid.in_([r.instance_guid for r in rows]))))
+    existing = set(
+        session.scalars(
+            select(t.c.service_instance_guid).where(
+                t.c.service_instance_guid.in_([r.instance_guid for r in rows])
+            )
+        )
+    )
     new = [r for r in rows if r.instance_guid not in existing]
     if new:
         session.execute(insert(t), [_values(r, now) | {"resolved_at": now} for r in new])
     for r in rows:
         if r.instance_guid in existing:
-            session.execute(update(t).where(t.c.service_instance_guid == r.instance_guid).values(_values(r, now)))
+            session.execute(
+                update(t)
+                .where(t.c.service_instance_guid == r.instance_guid)
+                .values(_values(r, now))
+            )
 
 
 def _values(r: OwnerRow, now: datetime) -> dict[str, object]:
-    return {"service_instance_guid": r.instance_guid, "service_instance_name": r.instance_name,
-            "space_guid": r.space_guid, "space_name": r.space_name,
-            "organization_guid": r.organization_guid, "organization_name": r.organization_name,
-            "missing": r.missing, "refreshed_at": r.refreshed_at}
+    return {
+        "service_instance_guid": r.instance_guid,
+        "service_instance_name": r.instance_name,
+        "space_guid": r.space_guid,
+        "space_name": r.space_name,
+        "organization_guid": r.organization_guid,
+        "organization_name": r.organization_name,
+        "missing": r.missing,
+        "refreshed_at": r.refreshed_at,
+    }
 
 
 def load_one(session: Session, guid: str) -> OwnerRow | None:
     row = session.get(ServiceOwner, guid)
     if row is None:
         return None
-    return OwnerRow(row.service_instance_guid, row.service_instance_name, row.space_guid, row.space_name,
-                    row.organization_guid, row.organization_name, row.missing, row.refreshed_at)
+    return OwnerRow(
+        row.service_instance_guid,
+        row.service_instance_name,
+        row.space_guid,
+        row.space_name,
+        row.organization_guid,
+        row.organization_name,
+        row.missing,
+        row.refreshed_at,
+    )
 
 
 # -- lease ---------------------------------------------------------------------------------
-def try_acquire_lease(session: Session, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+def try_acquire_lease(
+    session: Session, name: str, holder: str, now: datetime, ttl: timedelta
+) -> bool:
     """Take or renew the named lease if it is free, expired or already ours.
 
     The conditional UPDATE is atomic on both databases (PostgreSQL re-checks the WHERE
@@ -92,8 +136,12 @@ def try_acquire_lease(session: Session, name: str, holder: str, now: datetime, t
     INSERT racing another first INSERT loses on the primary key.
     """
     t = Lease.__table__
-    result = session.execute(update(t).where(t.c.name == name).where(
-        (t.c.expires_at <= now) | (t.c.holder == holder)).values(holder=holder, expires_at=now + ttl))
+    result = session.execute(
+        update(t)
+        .where(t.c.name == name)
+        .where((t.c.expires_at <= now) | (t.c.holder == holder))
+        .values(holder=holder, expires_at=now + ttl)
+    )
     if result.rowcount == 1:  # type: ignore[attr-defined]
         return True
     if session.get(Lease, name) is not None:
@@ -108,7 +156,9 @@ def try_acquire_lease(session: Session, name: str, holder: str, now: datetime, t
 
 def release_lease(session: Session, name: str, holder: str, now: datetime) -> None:
     t = Lease.__table__
-    session.execute(update(t).where(t.c.name == name).where(t.c.holder == holder).values(expires_at=now))
+    session.execute(
+        update(t).where(t.c.name == name).where(t.c.holder == holder).values(expires_at=now)
+    )
 
 
 def lease_holder(session: Session, name: str) -> tuple[str, datetime] | None:
@@ -131,16 +181,30 @@ def load_attempts(session: Session, services: Iterable[str]) -> dict[str, Attemp
     names = list(services)
     out: dict[str, Attempt] = {}
     for start in range(0, len(names), 500):
-        chunk = names[start:start + 500]
-        for row in session.scalars(select(IntegrationAttempt).where(
-                IntegrationAttempt.aiven_service_name.in_(chunk))):
-            out[row.aiven_service_name] = Attempt(row.aiven_service_name, row.attempts, row.last_error,
-                                                  row.last_attempt_at, row.next_attempt_at, row.succeeded)
+        chunk = names[start : start + 500]
+        for row in session.scalars(
+            select(IntegrationAttempt).where(IntegrationAttempt.aiven_service_name.in_(chunk))
+        ):
+            out[row.aiven_service_name] = Attempt(
+                row.aiven_service_name,
+                row.attempts,
+                row.last_error,
+                row.last_attempt_at,
+                row.next_attempt_at,
+                row.succeeded,
+            )
     return out
 
 
-def record_attempt(session: Session, service: str, now: datetime, *, succeeded: bool,
-                   error: str | None = None, backoff: timedelta = timedelta(0)) -> Attempt:
+def record_attempt(
+    session: Session,
+    service: str,
+    now: datetime,
+    *,
+    succeeded: bool,
+    error: str | None = None,
+    backoff: timedelta = timedelta(0),
+) -> Attempt:
     row = session.get(IntegrationAttempt, service)
     if row is None:
         row = IntegrationAttempt(aiven_service_name=service, attempts=0)
@@ -157,4 +221,6 @@ def record_attempt(session: Session, service: str, now: datetime, *, succeeded: 
 def forget_attempts(session: Session, services: Iterable[str]) -> None:
     names = list(services)
     if names:
-        session.execute(delete(IntegrationAttempt).where(IntegrationAttempt.aiven_service_name.in_(names)))
+        session.execute(
+            delete(IntegrationAttempt).where(IntegrationAttempt.aiven_service_name.in_(names))
+        )

@@ -29,11 +29,18 @@ class TargetGroup:
         return {"targets": list(self.targets), "labels": dict(self.labels)}
 
 
-def is_scrapable(service: AivenService, endpoint_id: str, eligible_types: Collection[str],
-                 integrated_now: Collection[str] = ()) -> bool:
+def is_scrapable(
+    service: AivenService,
+    endpoint_id: str,
+    eligible_types: Collection[str],
+    integrated_now: Collection[str] = (),
+) -> bool:
     """Eligible type, not powered off, and integrated with our endpoint (or just now)."""
-    return (service.type in eligible_types and service.state not in NOT_SCRAPED_STATES
-            and (service.name in integrated_now or service.has_prometheus_integration(endpoint_id)))
+    return (
+        service.type in eligible_types
+        and service.state not in NOT_SCRAPED_STATES
+        and (service.name in integrated_now or service.has_prometheus_integration(endpoint_id))
+    )
 
 
 def target_labels(service: AivenService, owner: Owner) -> tuple[tuple[str, str], ...]:
@@ -66,9 +73,16 @@ def _target(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def build_targets(services: Iterable[AivenService], owners: Mapping[str, Owner],
-                  resolved_ips: Mapping[str, Sequence[str]], *, port: int, endpoint_id: str,
-                  eligible_types: Collection[str], integrated_now: Collection[str] = ()) -> list[TargetGroup]:
+def build_targets(
+    services: Iterable[AivenService],
+    owners: Mapping[str, Owner],
+    resolved_ips: Mapping[str, Sequence[str]],
+    *,
+    port: int,
+    endpoint_id: str,
+    eligible_types: Collection[str],
+    integrated_now: Collection[str] = (),
+) -> list[TargetGroup]:
     """``resolved_ips`` is keyed by service name; a service with no addresses gets no group."""
     groups = []
     for service in sorted(services, key=lambda s: s.name):
@@ -78,5 +92,7 @@ def build_targets(services: Iterable[AivenService], owners: Mapping[str, Owner],
         addresses = sorted(set(resolved_ips.get(service.name, ())), key=_address_key)
         if owner is None or not addresses:
             continue
-        groups.append(TargetGroup(tuple(_target(a, port) for a in addresses), target_labels(service, owner)))
+        groups.append(
+            TargetGroup(tuple(_target(a, port) for a in addresses), target_labels(service, owner))
+        )
     return groups

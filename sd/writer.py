@@ -19,7 +19,9 @@ from sd.targets import TargetGroup
 
 def render(groups: Sequence[TargetGroup]) -> bytes:
     """Canonical JSON (stable key order, one group per line) so equal content is equal bytes."""
-    lines = ",\n".join("  " + json.dumps(g.to_json(), sort_keys=True, ensure_ascii=False) for g in groups)
+    lines = ",\n".join(
+        "  " + json.dumps(g.to_json(), sort_keys=True, ensure_ascii=False) for g in groups
+    )
     return ("[\n" + lines + "\n]\n" if groups else "[]\n").encode()
 
 

@@ -64,7 +64,10 @@ def _wait_for(check: Callable[[], Any], timeout: float = 45.0, what: str = "cond
 def world(tmp_path: Path) -> Iterator[Harness]:
     url = f"sqlite:///{tmp_path / 'sd.sqlite3'}"
     db.upgrade(url)
-    with FakeAiven(project="tm-e2e", token="aiven-test-token") as aiven, FakeCloudController() as cc:
+    with (
+        FakeAiven(project="tm-e2e", token="aiven-test-token") as aiven,
+        FakeCloudController() as cc,
+    ):
         aiven.add_endpoint(ENDPOINT, "platform-prometheus", "prom-scraper", "scrape-secret-123")  # type: ignore[attr-defined]
         h = Harness(url, aiven, cc, tmp_path)  # type: ignore[arg-type]
         try:
@@ -79,8 +82,9 @@ def _query(base: str, promql: str) -> list[dict[str, Any]]:
     return list(resp.json()["data"]["result"])
 
 
-def test_prometheus_scrapes_sd_targets_with_owner_labels(world: Harness, prometheus_binary: str,
-                                                         tmp_path: Path) -> None:
+def test_prometheus_scrapes_sd_targets_with_owner_labels(
+    world: Harness, prometheus_binary: str, tmp_path: Path
+) -> None:
     h = world
     cert, key = exporter.self_signed_cert(tmp_path / "tls", "aivencloud.test")
     h.aiven.ca_certificate = Path(cert).read_text()  # type: ignore[attr-defined]
@@ -88,17 +92,30 @@ def test_prometheus_scrapes_sd_targets_with_owner_labels(world: Harness, prometh
     a = h.tenant(name="orders-search", org="dept-a", space="prod", node_count=2)
     b = h.tenant(name="logs", org="dept-b", space="staging", node_count=1, integrated=True)
     hidden = h.tenant(name="nobody", in_cc=False, tags=False, node_count=1, integrated=True)
-    layout = {a.aiven_name: NODE_ADDRESSES[0:2], b.aiven_name: [NODE_ADDRESSES[2]],
-              hidden.aiven_name: [NODE_ADDRESSES[3]]}
+    layout = {
+        a.aiven_name: NODE_ADDRESSES[0:2],
+        b.aiven_name: [NODE_ADDRESSES[2]],
+        hidden.aiven_name: [NODE_ADDRESSES[3]],
+    }
     nodes = []
     for name, addresses in layout.items():
         h.resolver.table[h.aiven.host_of(name)] = addresses
         for i, addr in enumerate(addresses, start=1):
             # b's exporter tries to claim a's organisation; honor_labels false must defuse it.
             spoof = {"cf_organization_guid": a.org_guid} if name == b.aiven_name else None
-            nodes.append(exporter.start(addr, scrape_port, service=name, node=f"{name}-{i}", project="tm-e2e",
-                                        username="prom-scraper", password="scrape-secret-123",
-                                        tls=(cert, key), extra_labels=spoof))
+            nodes.append(
+                exporter.start(
+                    addr,
+                    scrape_port,
+                    service=name,
+                    node=f"{name}-{i}",
+                    project="tm-e2e",
+                    username="prom-scraper",
+                    password="scrape-secret-123",
+                    tls=(cert, key),
+                    extra_labels=spoof,
+                )
+            )
     prom: subprocess.Popen[bytes] | None = None
     try:
         app = h.app(SD_SCRAPE_PORT=str(scrape_port))
@@ -106,43 +123,78 @@ def test_prometheus_scrapes_sd_targets_with_owner_labels(world: Harness, prometh
         assert report.ok, report.failures
         assert len(h.aiven.integrations_for(a.aiven_name, ENDPOINT)) == 1  # created by sd
 
-        printed = subprocess.run([sys.executable, "-m", "common", "sd", "prometheus-config"], cwd=ROOT,
-                                 env={"PATH": os.environ["PATH"], **h.env, "SD_SCRAPE_PORT": str(scrape_port)},
-                                 capture_output=True, text=True, timeout=60)
+        printed = subprocess.run(
+            [sys.executable, "-m", "common", "sd", "prometheus-config"],
+            cwd=ROOT,
+            env={"PATH": os.environ["PATH"], **h.env, "SD_SCRAPE_PORT": str(scrape_port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert printed.returncode == 0, printed.stderr
         job = yaml.safe_load(printed.stdout)["scrape_configs"][0]
         job.update(scrape_interval="1s", scrape_timeout="1s")
         job["file_sd_configs"][0]["refresh_interval"] = "1s"
         config = tmp_path / "prometheus.yml"
-        config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]}))
+        config.write_text(
+            yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]})
+        )
 
         web = f"127.0.0.1:{free_port()}"
         base = f"http://{web}"
-        prom = subprocess.Popen([prometheus_binary, f"--config.file={config}",
-                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address={web}",
-                                 "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        prom = subprocess.Popen(
+            [
+                prometheus_binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address={web}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         wait_http(base + "/-/ready", timeout=60)
 
-        up = _wait_for(lambda: [r for r in _query(base, "up == 1")] if len(_query(base, "up == 1")) == 3 else None,
-                       what="3 targets up")
-        assert {r["metric"]["instance"] for r in up} == {f"{ip}:{scrape_port}" for ip in NODE_ADDRESSES[:3]}
+        def all_up() -> list[dict[str, Any]] | None:
+            result = _query(base, "up == 1")
+            return result if len(result) == 3 else None
 
-        series = _wait_for(lambda: (lambda r: r if len(r) == 3 else None)(_query(base, "system_load1")),
-                           what="system_load1 from 3 nodes")
-        owners = {a.aiven_name: (a, "dept-a", "prod", "orders-search"), b.aiven_name: (b, "dept-b", "staging", "logs")}
+        def three_series() -> list[dict[str, Any]] | None:
+            result = _query(base, "system_load1")
+            return result if len(result) == 3 else None
+
+        up = _wait_for(all_up, what="3 targets up")
+        assert {r["metric"]["instance"] for r in up} == {
+            f"{ip}:{scrape_port}" for ip in NODE_ADDRESSES[:3]
+        }
+
+        series = _wait_for(three_series, what="system_load1 from 3 nodes")
+        owners = {
+            a.aiven_name: (a, "dept-a", "prod", "orders-search"),
+            b.aiven_name: (b, "dept-b", "staging", "logs"),
+        }
         for s in series:
             m = s["metric"]
             t, org, space, instance = owners[m["aiven_service_name"]]
             assert m["cf_organization_guid"] == t.org_guid
             assert m["cf_space_guid"] == t.space_guid
             assert m["cf_service_instance_guid"] == t.guid
-            assert (m["cf_organization_name"], m["cf_space_name"], m["cf_service_instance_name"]) == \
-                (org, space, instance)
-            assert (m["aiven_service_type"], m["aiven_plan"], m["aiven_cloud"]) == \
-                ("opensearch", "business-4", "aws-eu-west-2")
+            assert (
+                m["cf_organization_name"],
+                m["cf_space_name"],
+                m["cf_service_instance_name"],
+            ) == (org, space, instance)
+            assert (m["aiven_service_type"], m["aiven_plan"], m["aiven_cloud"]) == (
+                "opensearch",
+                "business-4",
+                "aws-eu-west-2",
+            )
             assert m["service"] == m["aiven_service_name"] and m["host"].startswith(m["service"])
         # The spoofed label is kept only as exported_*: b's series still carry b's organisation.
-        b_series = [s["metric"] for s in series if s["metric"]["aiven_service_name"] == b.aiven_name]
+        b_series = [
+            s["metric"] for s in series if s["metric"]["aiven_service_name"] == b.aiven_name
+        ]
         assert b_series[0]["cf_organization_guid"] == b.org_guid
         assert b_series[0]["exported_cf_organization_guid"] == a.org_guid
         # What a tenant's enforced selector would see: only its own services.
@@ -157,7 +209,10 @@ def test_prometheus_scrapes_sd_targets_with_owner_labels(world: Harness, prometh
         _wait_for(lambda: len(_query(base, "up")) == 2 or None, what="b's target to go")
         targets = requests.get(base + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
         assert {t["labels"]["aiven_service_name"] for t in targets} == {a.aiven_name}
-        assert json.loads(h.targets_file.read_text())[0]["labels"]["aiven_service_name"] == a.aiven_name
+        assert (
+            json.loads(h.targets_file.read_text())[0]["labels"]["aiven_service_name"]
+            == a.aiven_name
+        )
         assert all(n.scrapes > 0 for n in nodes[:3]) and nodes[3].scrapes == 0
     finally:
         if prom is not None:

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ class Clock:
     """A settable UTC clock for DB timestamps (backoff, refresh) and a monotonic one for tokens."""
 
     def __init__(self) -> None:
-        self.utc = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+        self.utc = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
         self.mono = 1000.0
 
     def now(self) -> datetime:
@@ -75,7 +75,9 @@ class Tenant:
 
 
 class Harness:
-    def __init__(self, database_url: str, aiven: FakeAiven, cc: FakeCloudController, tmp_path: Path) -> None:
+    def __init__(
+        self, database_url: str, aiven: FakeAiven, cc: FakeCloudController, tmp_path: Path
+    ) -> None:
         self.database_url = database_url
         self.aiven = aiven
         self.cc = cc
@@ -86,30 +88,64 @@ class Harness:
         self.sleeps: list[float] = []
         self.apps: list[SdApp] = []
         self.env: dict[str, str] = {
-            "AIVEN_API_URL": aiven.url, "AIVEN_API_TOKEN": TOKEN, "AIVEN_PROJECT": aiven.project,
-            "AIVEN_PROMETHEUS_ENDPOINT_ID": ENDPOINT, "AIVEN_SERVICE_PREFIX": PREFIX,
-            "SD_TARGETS_FILE": str(self.targets_file), "CF_API_URL": cc.url,
-            "CF_CLIENT_ID": "tenant-metrics-sd", "CF_CLIENT_SECRET": "sd-secret",
-            "DATABASE_URL": database_url, "SD_HTTP_TIMEOUT_SECONDS": "5",
+            "AIVEN_API_URL": aiven.url,
+            "AIVEN_API_TOKEN": TOKEN,
+            "AIVEN_PROJECT": aiven.project,
+            "AIVEN_PROMETHEUS_ENDPOINT_ID": ENDPOINT,
+            "AIVEN_SERVICE_PREFIX": PREFIX,
+            "SD_TARGETS_FILE": str(self.targets_file),
+            "CF_API_URL": cc.url,
+            "CF_CLIENT_ID": "tenant-metrics-sd",
+            "CF_CLIENT_SECRET": "sd-secret",
+            "DATABASE_URL": database_url,
+            "SD_HTTP_TIMEOUT_SECONDS": "5",
         }
 
     def app(self, holder: str = "sd-a", **env: str) -> SdApp:
         settings = SdSettings.from_env({**self.env, **env})
-        app = build(settings, registry=CollectorRegistry(), resolver=self.resolver, holder=holder,
-                    now=self.clock.now, monotonic=self.clock.monotonic, sleep=self.sleeps.append,
-                    retry=RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05), dns_workers=4)
+        app = build(
+            settings,
+            registry=CollectorRegistry(),
+            resolver=self.resolver,
+            holder=holder,
+            now=self.clock.now,
+            monotonic=self.clock.monotonic,
+            sleep=self.sleeps.append,
+            retry=RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05),
+            dns_workers=4,
+        )
         self.apps.append(app)
         return app
 
-    def tenant(self, *, name: str = "my-search", org: str = "dept-of-examples", space: str = "production",
-               org_guid: str | None = None, space_guid: str | None = None, in_cc: bool = True,
-               tags: bool = True, service_type: str = "opensearch", integrated: bool = False,
-               **service: Any) -> Tenant:
-        t = Tenant(str(uuid.uuid4()), name, org_guid or str(uuid.uuid4()), space_guid or str(uuid.uuid4()))
+    def tenant(
+        self,
+        *,
+        name: str = "my-search",
+        org: str = "dept-of-examples",
+        space: str = "production",
+        org_guid: str | None = None,
+        space_guid: str | None = None,
+        in_cc: bool = True,
+        tags: bool = True,
+        service_type: str = "opensearch",
+        integrated: bool = False,
+        **service: Any,
+    ) -> Tenant:
+        t = Tenant(
+            str(uuid.uuid4()), name, org_guid or str(uuid.uuid4()), space_guid or str(uuid.uuid4())
+        )
         if in_cc:
             self.cc.add_owner(t.guid, name, t.space_guid, space, t.org_guid, org)
-        tag_map = {"organization_id": t.org_guid, "space_id": t.space_guid, "service_id": t.guid,
-                   "deploy_env": "prod"} if tags else {}
+        tag_map = (
+            {
+                "organization_id": t.org_guid,
+                "space_id": t.space_guid,
+                "service_id": t.guid,
+                "deploy_env": "prod",
+            }
+            if tags
+            else {}
+        )
         self.aiven.add_service(t.aiven_name, service_type, tags=tag_map, **service)
         if integrated:
             self.aiven.add_integration(t.aiven_name, ENDPOINT)
@@ -142,8 +178,9 @@ def fake_cc() -> Iterator[FakeCloudController]:
 
 
 @pytest.fixture
-def harness(database_url: str, fake_aiven: FakeAiven, fake_cc: FakeCloudController,
-            tmp_path: Path) -> Iterator[Harness]:
+def harness(
+    database_url: str, fake_aiven: FakeAiven, fake_cc: FakeCloudController, tmp_path: Path
+) -> Iterator[Harness]:
     h = Harness(database_url, fake_aiven, fake_cc, tmp_path)
     try:
         yield h
@@ -152,7 +189,9 @@ def harness(database_url: str, fake_aiven: FakeAiven, fake_cc: FakeCloudControll
 
 
 @pytest.fixture
-def sqlite_harness(tmp_path: Path, fake_aiven: FakeAiven, fake_cc: FakeCloudController) -> Iterator[Harness]:
+def sqlite_harness(
+    tmp_path: Path, fake_aiven: FakeAiven, fake_cc: FakeCloudController
+) -> Iterator[Harness]:
     """For tests about the APIs, not the DB: SQLite only, to keep the suite fast."""
     from common import db
 

@@ -19,28 +19,47 @@ def test_new_service_is_integrated_and_labelled_with_its_owner(harness: Harness)
 
     assert report.ok, report.failures
     assert len(harness.aiven.integrations_for(t.aiven_name, ENDPOINT)) == 1
-    assert harness.targets() == [{
-        "targets": [f"{ip}:9273" for ip in fake_ips(harness.aiven.host_of(t.aiven_name))],
-        "labels": {
-            L.CF_ORGANIZATION_GUID: t.org_guid, L.CF_SPACE_GUID: t.space_guid,
-            L.CF_SERVICE_INSTANCE_GUID: t.guid, L.CF_ORGANIZATION_NAME: "dept-of-examples",
-            L.CF_SPACE_NAME: "production", L.CF_SERVICE_INSTANCE_NAME: "orders-search",
-            L.AIVEN_SERVICE_NAME: t.aiven_name, L.AIVEN_SERVICE_TYPE: "opensearch",
-            L.AIVEN_PLAN: "business-4", L.AIVEN_CLOUD: "aws-eu-west-2",
-        },
-    }]
+    assert harness.targets() == [
+        {
+            "targets": [f"{ip}:9273" for ip in fake_ips(harness.aiven.host_of(t.aiven_name))],
+            "labels": {
+                L.CF_ORGANIZATION_GUID: t.org_guid,
+                L.CF_SPACE_GUID: t.space_guid,
+                L.CF_SERVICE_INSTANCE_GUID: t.guid,
+                L.CF_ORGANIZATION_NAME: "dept-of-examples",
+                L.CF_SPACE_NAME: "production",
+                L.CF_SERVICE_INSTANCE_NAME: "orders-search",
+                L.AIVEN_SERVICE_NAME: t.aiven_name,
+                L.AIVEN_SERVICE_TYPE: "opensearch",
+                L.AIVEN_PLAN: "business-4",
+                L.AIVEN_CLOUD: "aws-eu-west-2",
+            },
+        }
+    ]
     reg = app.registry
     assert reg.get_sample_value("tenant_metrics_sd_integrations_created_total") == 1
-    assert reg.get_sample_value("tenant_metrics_sd_services", {"type": "opensearch", "state": "RUNNING"}) == 1
+    assert (
+        reg.get_sample_value(
+            "tenant_metrics_sd_services", {"type": "opensearch", "state": "RUNNING"}
+        )
+        == 1
+    )
     assert reg.get_sample_value("tenant_metrics_sd_last_success_timestamp_seconds") > 0
     assert reg.get_sample_value("tenant_metrics_sd_cycles_total", {"result": "success"}) == 1
     # remembered in the DB
     engine = create_engine(harness.database_url)
     with engine.connect() as conn:
-        row = conn.execute(select(ServiceOwner.__table__).where(
-            ServiceOwner.__table__.c.service_instance_guid == t.guid)).one()
+        row = conn.execute(
+            select(ServiceOwner.__table__).where(
+                ServiceOwner.__table__.c.service_instance_guid == t.guid
+            )
+        ).one()
     engine.dispose()
-    assert (row.organization_name, row.space_name, row.missing) == ("dept-of-examples", "production", False)
+    assert (row.organization_name, row.space_name, row.missing) == (
+        "dept-of-examples",
+        "production",
+        False,
+    )
 
 
 def test_steady_state_does_no_writes_no_integrations_and_no_cc_calls(harness: Harness) -> None:
@@ -78,11 +97,17 @@ def test_renamed_org_shows_after_the_names_refresh(harness: Harness) -> None:
     harness.cc.rename_org(t.org_guid, "new-org-name")
 
     app.discovery.run_cycle()  # within the refresh interval: the remembered name
-    assert harness.groups_by_service()[t.aiven_name]["labels"][L.CF_ORGANIZATION_NAME] == "old-org-name"
+    assert (
+        harness.groups_by_service()[t.aiven_name]["labels"][L.CF_ORGANIZATION_NAME]
+        == "old-org-name"
+    )
 
     harness.clock.advance(601)
     assert app.discovery.run_cycle().ok
-    assert harness.groups_by_service()[t.aiven_name]["labels"][L.CF_ORGANIZATION_NAME] == "new-org-name"
+    assert (
+        harness.groups_by_service()[t.aiven_name]["labels"][L.CF_ORGANIZATION_NAME]
+        == "new-org-name"
+    )
 
 
 def test_instance_deleted_in_cloud_controller_loses_its_targets(harness: Harness) -> None:
@@ -130,21 +155,29 @@ def test_integration_already_present_is_not_created_again(harness: Harness) -> N
     assert t.aiven_name in harness.groups_by_service()
 
 
-def test_placeholders_other_endpoints_and_disabled_integrations_do_not_count(harness: Harness) -> None:
+def test_placeholders_other_endpoints_and_disabled_integrations_do_not_count(
+    harness: Harness,
+) -> None:
     harness.aiven.duplicates = "accept"  # so the disabled entry does not turn the create into a 409
-    placeholder_only = harness.tenant()  # the fake lists null-id prometheus placeholders to every endpoint
+    placeholder_only = (
+        harness.tenant()
+    )  # the fake lists null-id prometheus placeholders to every endpoint
     elsewhere = harness.tenant()
     harness.aiven.add_integration(elsewhere.aiven_name, "0ther000-0000-4000-8000-000000000000")
     disabled = harness.tenant()
     harness.aiven.add_integration(disabled.aiven_name, ENDPOINT, enabled=False)
     svc = harness.app().discovery.aiven.get_service(placeholder_only.aiven_name)
-    assert any(i.id is None and i.dest_endpoint_id == ENDPOINT and i.integration_type == "prometheus"
-               for i in svc.integrations)
+    assert any(
+        i.id is None and i.dest_endpoint_id == ENDPOINT and i.integration_type == "prometheus"
+        for i in svc.integrations
+    )
 
     harness.app().discovery.run_cycle()
 
     for t in (placeholder_only, elsewhere, disabled):
-        created = [i for i in harness.aiven.integrations_for(t.aiven_name, ENDPOINT) if i["enabled"]]
+        created = [
+            i for i in harness.aiven.integrations_for(t.aiven_name, ENDPOINT) if i["enabled"]
+        ]
         assert len(created) == 1, t.aiven_name
 
 
@@ -195,7 +228,9 @@ def test_stale_listing_is_rechecked_before_creating(harness: Harness) -> None:
     stale = b.discovery.aiven.list_services()  # b lists before a integrates
     a.discovery.run_cycle()
     report = b.discovery.integrator.run(stale)
-    assert report.created == () and report.backing_off == (t.aiven_name,)  # a's success is remembered
+    assert report.created == () and report.backing_off == (
+        t.aiven_name,
+    )  # a's success is remembered
     # Even without that memory (a crashed before recording), b re-reads the service first.
     engine = create_engine(harness.database_url)
     with engine.begin() as conn:
@@ -256,12 +291,20 @@ def test_tags_give_owner_guids_when_cloud_controller_is_down(harness: Harness) -
 
     assert not report.ok and report.failures[0].stage == "owners"
     groups = harness.groups_by_service()
-    assert groups[known.aiven_name]["labels"][L.CF_ORGANIZATION_NAME] == "dept-of-examples"  # remembered
-    assert groups[tagged.aiven_name]["labels"][L.CF_ORGANIZATION_GUID] == tagged.org_guid  # from the tags
+    assert (
+        groups[known.aiven_name]["labels"][L.CF_ORGANIZATION_NAME] == "dept-of-examples"
+    )  # remembered
+    assert (
+        groups[tagged.aiven_name]["labels"][L.CF_ORGANIZATION_GUID] == tagged.org_guid
+    )  # from the tags
     assert untagged.aiven_name not in groups  # never scraped without an owner
     assert app.registry.get_sample_value("tenant_metrics_sd_owners_unresolved") == 1
-    assert app.registry.get_sample_value(
-        "tenant_metrics_sd_failures_total", {"stage": "owners", "kind": "server_error"}) == 1
+    assert (
+        app.registry.get_sample_value(
+            "tenant_metrics_sd_failures_total", {"stage": "owners", "kind": "server_error"}
+        )
+        == 1
+    )
 
     harness.cc.clear_faults()
     assert app.discovery.run_cycle().ok

@@ -20,16 +20,20 @@ def _good_cycle(h: Harness, **env: str) -> tuple[Any, bytes]:
     return app, h.targets_file.read_bytes()
 
 
-@pytest.mark.parametrize(("fault", "kwargs", "kind"), [
-    ("error", {"status": 500}, "server_error"),
-    ("error", {"status": 502}, "server_error"),
-    ("rate_limit", {"retry_after": 600}, "rate_limited"),  # longer than we are willing to wait
-    ("slow", {"seconds": 1.5}, "timeout"),
-    ("truncate", {}, "bad_response"),
-    ("invalid_json", {}, "bad_response"),
-])
-def test_aiven_failure_keeps_the_last_good_targets(sqlite_harness: Harness, fault: str, kwargs: dict[str, Any],
-                                                   kind: str) -> None:
+@pytest.mark.parametrize(
+    ("fault", "kwargs", "kind"),
+    [
+        ("error", {"status": 500}, "server_error"),
+        ("error", {"status": 502}, "server_error"),
+        ("rate_limit", {"retry_after": 600}, "rate_limited"),  # longer than we are willing to wait
+        ("slow", {"seconds": 1.5}, "timeout"),
+        ("truncate", {}, "bad_response"),
+        ("invalid_json", {}, "bad_response"),
+    ],
+)
+def test_aiven_failure_keeps_the_last_good_targets(
+    sqlite_harness: Harness, fault: str, kwargs: dict[str, Any], kind: str
+) -> None:
     h = sqlite_harness
     app, good = _good_cycle(h, SD_HTTP_TIMEOUT_SECONDS="0.5")
     h.tenant(integrated=True)  # a change that must not half-appear
@@ -41,16 +45,24 @@ def test_aiven_failure_keeps_the_last_good_targets(sqlite_harness: Harness, faul
     assert [(f.stage, f.kind) for f in report.failures] == [("aiven_list", kind)]
     assert h.targets_file.read_bytes() == good
     assert app.state.get() == good
-    assert app.registry.get_sample_value("tenant_metrics_sd_failures_total",
-                                         {"stage": "aiven_list", "kind": kind}) == 1
-    assert app.registry.get_sample_value("tenant_metrics_sd_cycles_total", {"result": "failure"}) == 1
+    assert (
+        app.registry.get_sample_value(
+            "tenant_metrics_sd_failures_total", {"stage": "aiven_list", "kind": kind}
+        )
+        == 1
+    )
+    assert (
+        app.registry.get_sample_value("tenant_metrics_sd_cycles_total", {"result": "failure"}) == 1
+    )
     h.aiven.clear_faults()
     assert app.discovery.run_cycle().ok
     assert len(h.targets()) == 4
 
 
 @pytest.mark.parametrize("fault", ["error", "truncate", "invalid_json"])
-def test_transient_aiven_faults_are_retried_with_backoff(sqlite_harness: Harness, fault: str) -> None:
+def test_transient_aiven_faults_are_retried_with_backoff(
+    sqlite_harness: Harness, fault: str
+) -> None:
     h = sqlite_harness
     h.tenant(integrated=True)
     h.aiven.add_fault(fault, count=1, path_contains="/service")
@@ -87,12 +99,15 @@ def test_429_on_create_is_retried_but_5xx_is_not(sqlite_harness: Harness) -> Non
 
 def test_bad_token_is_an_auth_failure_and_not_retried(sqlite_harness: Harness) -> None:
     h = sqlite_harness
-    app, good = _good_cycle(h)
+    _, good = _good_cycle(h)
     bad = h.app(AIVEN_API_TOKEN="wrong-token")
     before = h.aiven.call_count()
     report = bad.discovery.run_cycle()
     assert [(f.stage, f.kind) for f in report.failures] == [("aiven_list", "auth")]
-    assert "Invalid token" in report.failures[0].message and "wrong-token" not in report.failures[0].message
+    assert (
+        "Invalid token" in report.failures[0].message
+        and "wrong-token" not in report.failures[0].message
+    )
     assert h.aiven.call_count() == before + 1
     assert h.targets_file.read_bytes() == good
 
@@ -109,7 +124,9 @@ def test_expired_cc_token_is_replaced_and_the_request_retried_once(sqlite_harnes
     assert t.aiven_name in h.groups_by_service()
 
 
-def test_cc_token_is_renewed_before_it_expires(database_url: str, fake_aiven: Any, tmp_path: Any) -> None:
+def test_cc_token_is_renewed_before_it_expires(
+    database_url: str, fake_aiven: Any, tmp_path: Any
+) -> None:
     with FakeCloudController(token_ttl=100) as cc:
         h = Harness(database_url, fake_aiven, cc, tmp_path)  # type: ignore[arg-type]
         try:
@@ -167,8 +184,13 @@ def test_http_sd_serves_the_last_good_targets(sqlite_harness: Harness) -> None:
     h = sqlite_harness
     app, good = _good_cycle(h)
     clock = [app.discovery.last_success or 0.0]
-    server = SdHttpServer("127.0.0.1", 0, app.registry, app.state,
-                          staleness_health(lambda: app.discovery.last_success, 0.0, 300, lambda: clock[0])).start()
+    server = SdHttpServer(
+        "127.0.0.1",
+        0,
+        app.registry,
+        app.state,
+        staleness_health(lambda: app.discovery.last_success, 0.0, 300, lambda: clock[0]),
+    ).start()
     try:
         h.aiven.add_fault("error", count=-1, status=500)
         app.discovery.run_cycle()
@@ -176,7 +198,10 @@ def test_http_sd_serves_the_last_good_targets(sqlite_harness: Harness) -> None:
         assert resp.status_code == 200 and resp.content == good
         assert resp.headers["Content-Type"] == "application/json"
         metrics = requests.get(server.url + "/metrics", timeout=5).text
-        assert 'tenant_metrics_sd_failures_total{kind="server_error",stage="aiven_list"} 1.0' in metrics
+        assert (
+            'tenant_metrics_sd_failures_total{kind="server_error",stage="aiven_list"} 1.0'
+            in metrics
+        )
         assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
         clock[0] += 301
         unhealthy = requests.get(server.url + "/healthz", timeout=5)
