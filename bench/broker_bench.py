@@ -52,10 +52,40 @@ class Result:
     request_p99_ms: float
     cycle_p50_ms: float
     cycle_p99_ms: float
+    server_cpu_ms_per_cycle: float
 
     @property
     def cycles_per_second(self) -> float:
         return self.cycles / self.seconds
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def server_cpu(master: int, database: str | None) -> float:
+    """CPU seconds used so far by a gunicorn master, its workers and, for ours, the
+    PostgreSQL backends serving its database (their process title names the database)."""
+    total = _proc_cpu(master)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == master or (database and cmdline.startswith("postgres: ") and f" {database} " in cmdline):
+            total += _proc_cpu(int(entry.name))
+    return total
 
 
 def free_port() -> int:
@@ -124,6 +154,7 @@ class Samples:
     seconds: float = 0.0
     requests: list[float] | None = None
     cycle_times: list[float] | None = None
+    cpu_seconds: float = 0.0
 
 
 def measure(target: str, base: str, clients: int, seconds: float, warmup: float) -> Samples:
@@ -174,9 +205,11 @@ def pct(values: list[float], q: int) -> float:
 def summarise(target: str, clients: int, slices: list[Samples]) -> Result:
     requests_ = [v for s in slices for v in s.requests or []]
     cycles_ = [v for s in slices for v in s.cycle_times or []]
-    return Result(target, clients, sum(s.cycles for s in slices), sum(s.seconds for s in slices),
+    cycles = sum(s.cycles for s in slices)
+    return Result(target, clients, cycles, sum(s.seconds for s in slices),
                   sum(s.errors for s in slices), pct(requests_, 50), pct(requests_, 99),
-                  pct(cycles_, 50), pct(cycles_, 99))
+                  pct(cycles_, 50), pct(cycles_, 99),
+                  1000 * sum(s.cpu_seconds for s in slices) / cycles if cycles else float("nan"))
 
 
 def report(results: list[Result], args: argparse.Namespace, command: str) -> str:
@@ -194,13 +227,15 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; the client",
         "threads share those CPUs with the servers and PostgreSQL.",
         "",
-        "| target | clients | cycles/s | requests p50 (ms) | requests p99 (ms) | cycle p50 (ms) | cycle p99 (ms) | failed cycles |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | clients | cycles/s | requests p50 (ms) | requests p99 (ms) | cycle p50 (ms) | cycle p99 (ms) | server CPU ms/cycle | failed cycles |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(f"| {r.target} | {r.clients} | {r.cycles_per_second:.1f} | {r.request_p50_ms:.2f} | "
-                     f"{r.request_p99_ms:.2f} | {r.cycle_p50_ms:.2f} | {r.cycle_p99_ms:.2f} | {r.errors} |")
-    lines.append("")
+                     f"{r.request_p99_ms:.2f} | {r.cycle_p50_ms:.2f} | {r.cycle_p99_ms:.2f} | "
+                     f"{r.server_cpu_ms_per_cycle:.2f} | {r.errors} |")
+    lines += ["", "Server CPU per cycle counts the gunicorn master and workers and, for ours, the PostgreSQL",
+              "backends serving its database: the cost of a cycle independent of what else runs on the machine.", ""]
     by = {(r.target, r.clients): r for r in results}
     for clients in args.clients:
         ours, ceiling = by.get(("ours", clients)), by.get(("ceiling", clients))
@@ -244,7 +279,14 @@ def main(argv: list[str] | None = None) -> int:
                 slices: dict[str, list[Samples]] = {"ceiling": [], "ours": []}
                 for _ in range(args.rounds):
                     for target in ("ceiling", "ours"):
-                        slices[target].append(measure(target, servers[target][1], clients, args.seconds, args.warmup))
+                        proc, base = servers[target]
+                        database = name if target == "ours" else None
+                        before = server_cpu(proc.pid, database)
+                        sample = measure(target, base, clients, args.seconds, args.warmup)
+                        # CPU over the whole slice, warm-up included: scale to the measured part.
+                        share = args.seconds / (args.seconds + args.warmup)
+                        sample.cpu_seconds = (server_cpu(proc.pid, database) - before) * share
+                        slices[target].append(sample)
                 for target in ("ceiling", "ours"):
                     result = summarise(target, clients, slices[target])
                     ratios = [o.cycles / c.cycles for o, c in zip(slices["ours"], slices["ceiling"]) if c.cycles]
