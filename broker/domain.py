@@ -111,6 +111,7 @@ class BindingRecord:
     app_guid: str | None
     username: str
     secret_nonce: str = field(repr=False)
+    password_sha256: str = field(repr=False, default="")
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,10 +211,16 @@ class TenantMetricsBroker(ServiceBroker):
                 "parameters": details.parameters,
             }, self.catalog_)
             key = self.settings.credentials_key
-            outcome = self.store.bind(req, _caller(details), key)
-            assert outcome.binding is not None
-            # The password is derived again from the stored nonce: a repeat gets the same one.
-            issued = credentials.issue(key, outcome.binding.username, outcome.binding.secret_nonce)
+            caller = _caller(details)
+            outcome = self.store.bind(req, caller, key)
+            binding = outcome.binding
+            assert binding is not None
+            # The password is derived again from the stored nonce: a repeat gets the same one,
+            # unless CREDENTIALS_KEY changed since; then the (never delivered) secret is replaced.
+            issued = credentials.issue(key, binding.username, binding.secret_nonce)
+            if not credentials.verify(issued.password, binding.password_sha256):
+                binding = self.store.rekey(binding, caller, key)
+                issued = credentials.issue(key, binding.username, binding.secret_nonce)
             state = BindState.SUCCESSFUL_BOUND if outcome.created else BindState.IDENTICAL_ALREADY_EXISTS
             return Binding(
                 state=state,

@@ -288,10 +288,28 @@ class Store:
                         return Outcome(created=False, instance=instance, binding=_binding(row))
                     return Outcome(created=True, instance=instance, binding=BindingRecord(
                         id=req.binding_id, instance_id=req.instance_id, kind=req.kind, app_guid=req.app_guid,
-                        username=issued.username, secret_nonce=issued.secret_nonce))
+                        username=issued.username, secret_nonce=issued.secret_nonce,
+                        password_sha256=issued.password_sha256))
             except IntegrityError:
                 continue  # the instance went while we bound (foreign key): look again
         raise UpstreamError("database busy: could not settle concurrent binds, retry")
+
+    @_reconnecting
+    def rekey(self, binding: BindingRecord, caller: Caller, key: bytes) -> BindingRecord:
+        """New secret for an existing binding whose password the current key cannot derive
+        again (CREDENTIALS_KEY was rotated between a bind and its retry)."""
+        issued = credentials.issue(key, binding.username)
+        with self._unit(write=True) as conn:
+            done = conn.execute(
+                update(_B).where(_B.c.id == binding.id, _B.c.secret_nonce == binding.secret_nonce)
+                .values(secret_nonce=issued.secret_nonce, password_sha256=issued.password_sha256)
+            )
+            if done.rowcount == 0:
+                raise Conflict(f"binding {binding.id} changed concurrently; retry")
+            _audit(conn, AuditAction.BIND, caller, binding.instance_id, binding.id, {"rekeyed": True})
+        return BindingRecord(id=binding.id, instance_id=binding.instance_id, kind=binding.kind,
+                             app_guid=binding.app_guid, username=binding.username,
+                             secret_nonce=issued.secret_nonce, password_sha256=issued.password_sha256)
 
     @_reconnecting
     def unbind(self, instance_id: str, binding_id: str, caller: Caller,
@@ -400,4 +418,5 @@ def _binding(row: Any) -> BindingRecord:
         app_guid=row.app_guid,
         username=row.username,
         secret_nonce=row.secret_nonce,
+        password_sha256=row.password_sha256,
     )

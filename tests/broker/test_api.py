@@ -244,3 +244,29 @@ def test_identical_repeats_write_no_audit_event(osb: Osb, settings: BrokerSettin
 def test_request_identity_is_echoed(osb: Osb) -> None:
     r = osb.request("GET", "/v2/catalog", headers=osb.headers(**{"X-Broker-API-Request-Identity": "abc-123"}))
     assert r.headers["X-Broker-API-Request-Identity"] == "abc-123"
+
+
+def test_repeat_bind_after_a_key_rotation_returns_working_credentials(
+    osb: Osb, settings: BrokerSettings, db: Session
+) -> None:
+    from dataclasses import replace
+
+    from prometheus_client import CollectorRegistry
+
+    from broker.app import create_app
+    from common.credentials import derive_key
+    from tests.support import serve_wsgi
+
+    osb.provision("inst-1")
+    before = osb.bind("inst-1", "bind-1").json()["credentials"]
+    rotated = replace(settings, credentials_key=derive_key("a-brand-new-credentials-key"))
+    app = create_app(rotated, registry=CollectorRegistry(), configure_logging=False)
+    with serve_wsgi(app) as base:
+        after = Osb(base, rotated).bind("inst-1", "bind-1")
+    app.extensions["tenant_metrics_broker"].store.engine.dispose()
+    assert after.status_code == 200
+    creds = after.json()["credentials"]
+    assert creds["username"] == before["username"] and creds["password"] != before["password"]
+    row = _fresh(db).get(Binding, "bind-1")
+    assert row is not None and credentials.verify(creds["password"], row.password_sha256)
+    assert not credentials.verify(before["password"], row.password_sha256)
