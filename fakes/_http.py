@@ -256,7 +256,13 @@ def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
             self.close_connection = True
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+        def _handle_quietly(self) -> None:
+            try:
+                self._handle()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (e.g. its timeout): not our error
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle_quietly
 
     return Handler
 

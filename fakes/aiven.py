@@ -432,10 +432,10 @@ class FakeAiven(FakeServer):
             return _error(409, "Service integration already exists")
         iid = str(uuid.uuid4())
         self.integrations[iid] = self._integration(
-            iid, body["integration_type"], source, svc.type, endpoint_id, enabled=True
+            iid, body["integration_type"], str(source), svc.type, endpoint_id, enabled=True
         )
         self.integrations[iid]["active"] = False  # becomes active later, as the real API does
-        self.created_by.append((source, iid))
+        self.created_by.append((str(source), iid))
         self._changed()
         return self._json({"service_integration": self.integrations[iid], "message": "created"})
 

@@ -180,7 +180,7 @@ class JsonHttp:
         if exc.kind is FailureKind.RATE_LIMITED:
             wait = exc.retry_after
             if wait is None:
-                return min(self.retry.backoff * 2 ** (attempt - 1), self.retry.max_backoff)
+                return float(min(self.retry.backoff * 2.0 ** (attempt - 1), self.retry.max_backoff))
             return wait if wait <= self.retry.max_retry_after else None
         retryable = exc.kind in (
             FailureKind.TIMEOUT,
@@ -190,7 +190,7 @@ class JsonHttp:
         )
         if not (safe and retryable):
             return None
-        return min(self.retry.backoff * 2 ** (attempt - 1), self.retry.max_backoff)
+        return float(min(self.retry.backoff * 2.0 ** (attempt - 1), self.retry.max_backoff))
 
     def _once(
         self,

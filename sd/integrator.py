@@ -44,7 +44,8 @@ def needs_integration(
 
 
 def backoff_for(attempts: int, base: timedelta, cap: timedelta) -> timedelta:
-    return min(base * (2 ** max(0, attempts - 1)), cap)
+    delay: timedelta = base * (2 ** max(0, attempts - 1))
+    return min(delay, cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ class Integrator:
                 created.append(svc.name)
             elif outcome == "present":
                 present.append(svc.name)
-            else:
+            elif outcome == "failed":
                 failed.append((svc.name, error or ""))
                 if kind is not None:
                     kinds.append(kind)
@@ -161,7 +162,7 @@ class Integrator:
                 self._record(name, succeeded=True)
                 return "present", None, None
             if exc.status == 404:  # deleted between the listing and now: nothing to do
-                return "present", None, None
+                return "gone", None, None
             attempt = self._record(name, succeeded=False, error=str(exc))
             log.warning(
                 "integration failed; backing off",

@@ -10,11 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from common.models import IntegrationAttempt, Lease, ServiceOwner
+
+_OWNERS: Table = ServiceOwner.__table__  # type: ignore[assignment]
+_LEASES: Table = Lease.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,7 @@ class OwnerRow:
 
 def load_owners(session: Session) -> dict[str, OwnerRow]:
     """Every remembered owner (one query: the table holds one row per Aiven service)."""
-    t = ServiceOwner.__table__
+    t = _OWNERS
     rows = session.execute(
         select(
             t.c.service_instance_guid,
@@ -49,7 +52,7 @@ def load_owners(session: Session) -> dict[str, OwnerRow]:
 
 def load_owners_for(session: Session, guids: Iterable[str]) -> dict[str, OwnerRow]:
     """The remembered owners of these guids (chunked IN lists, within every DB's parameter limit)."""
-    t = ServiceOwner.__table__
+    t = _OWNERS
     wanted = list(guids)
     out: dict[str, OwnerRow] = {}
     for start in range(0, len(wanted), 500):
@@ -76,7 +79,7 @@ def save_owners(session: Session, rows: Iterable[OwnerRow], now: datetime) -> No
     rows = list(rows)
     if not rows:
         return
-    t = ServiceOwner.__table__
+    t = _OWNERS
     existing = set(
         session.scalars(
             select(t.c.service_instance_guid).where(
@@ -135,7 +138,7 @@ def try_acquire_lease(
     after the row lock; SQLite write sessions are serialised by BEGIN IMMEDIATE). A first
     INSERT racing another first INSERT loses on the primary key.
     """
-    t = Lease.__table__
+    t = _LEASES
     result = session.execute(
         update(t)
         .where(t.c.name == name)
@@ -155,7 +158,7 @@ def try_acquire_lease(
 
 
 def release_lease(session: Session, name: str, holder: str, now: datetime) -> None:
-    t = Lease.__table__
+    t = _LEASES
     session.execute(
         update(t).where(t.c.name == name).where(t.c.holder == holder).values(expires_at=now)
     )
