@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.ui.conftest import Tenants
-from tests.ui.world import ORG_B, SERVICES, SPACE_A1, Credentials, World, revoke, visible
+from tests.ui.world import ORG_B, SERVICES, SPACE_A1, XSS_NAME, Credentials, World, revoke, visible
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -99,6 +99,10 @@ def test_each_tenant_sees_its_services_health_and_a_chart(
     assert page.get_attribute("#chart path.series", "d").startswith("M")
     assert page.locator("#notice").is_hidden()
     assert page.locator("#dashboards a").count() >= 2  # the Grafana dashboards to import
+    if any(s.instance_name == XSS_NAME for s in own):
+        assert XSS_NAME in text  # shown as text...
+        assert page.locator("#services img, #legend img").count() == 0  # ...never as markup
+        assert page.evaluate("window.tmXss") is None
     assert page.errors == []  # type: ignore[attr-defined]
     _shot(page, request, "page")
     page.context.close()
@@ -115,7 +119,8 @@ def test_a_chosen_metric_service_and_range(browser: Browser, gateway_url: str, t
     page.select_option("#service", search_a.aiven_name)
     page.select_option("#metric", "opensearch_indices_search_query_total")
     page.check("#rate")
-    expect(page.locator("#chart-status")).to_contain_text("rate(opensearch_indices_search_query_total{")
+    expect(page.locator("#chart-status")).to_have_text(
+        re.compile(r"^\d+ series, .*: rate\(opensearch_indices_search_query_total\{aiven_service_name="))
     assert len(_chart_points(page)) == search_a.nodes
     assert all(n >= 1 for n in _chart_points(page))
     assert page.locator("#legend li").count() == search_a.nodes
@@ -199,6 +204,7 @@ def test_friendly_errors(browser: Browser, gateway_url: str, tenants: Tenants, w
     page.wait_for_selector("#notice[data-kind='credentials']:not([hidden])", timeout=20000)
     text = page.inner_text("#notice")
     assert "no longer accepted" in text and "cf service-key" in text
+    assert "stale" in (page.get_attribute("#services", "class") or "")  # last list kept, greyed out
     _shot(page, request, "revoked")
     page.context.close()
 

@@ -120,6 +120,8 @@ ORG_A, ORG_B = "0a000000-0000-4000-8000-00000000000a", "0b000000-0000-4000-8000-
 SPACE_A1, SPACE_A2 = "5a100000-0000-4000-8000-0000000000a1", "5a200000-0000-4000-8000-0000000000a2"
 SPACE_B1, SPACE_B2 = "5b100000-0000-4000-8000-0000000000b1", "5b200000-0000-4000-8000-0000000000b2"
 
+XSS_NAME = "<img src=x onerror=window.tmXss=1>"
+
 # Tenant A holds a *space* plan in space-a1; tenant B an *org* plan for org-b.
 SERVICES = (
     Service("search-a", "opensearch", ORG_A, "org-a", SPACE_A1, "space-a1", nodes=2),
@@ -127,6 +129,8 @@ SERVICES = (
     Service("search-a2", "opensearch", ORG_A, "org-a", SPACE_A2, "space-a2"),  # same org, other space
     Service("search-b", "opensearch", ORG_B, "org-b", SPACE_B1, "space-b1", nodes=2),
     Service("logs-b", "opensearch", ORG_B, "org-b", SPACE_B2, "space-b2", nodes=1, down_nodes=1),
+    # Names are tenant input: markup in one must reach the page as text, never as markup.
+    Service(XSS_NAME, "opensearch", ORG_B, "org-b", SPACE_B2, "space-b2"),
 )
 
 

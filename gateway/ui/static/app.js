@@ -301,8 +301,11 @@
   async function refresh() {
     try {
       await loadServices();
+      $("services").classList.remove("stale");
       clearError();
     } catch (err) {
+      // Keep the last list on screen, greyed out, under the explanation.
+      $("services").classList.add("stale");
       showError(err, "services");
       if (err.status === 401) return;
     }
@@ -334,7 +337,8 @@
     $("chart-form").addEventListener("submit", (ev) => { ev.preventDefault(); drawChart(); });
     for (const id of ["metric", "service", "range", "rate"]) $(id).addEventListener("change", () => drawChart());
     $("refresh").addEventListener("click", () => refresh());
-    window.setInterval(() => { if (!document.hidden) loadServices().catch((err) => showError(err, "services")); }, 30000);
+    // Follow the scrapes (every minute on the platform) while the page is visible.
+    window.setInterval(() => { if (!document.hidden) refresh(); }, 30000);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
