@@ -37,7 +37,7 @@ class Kind:
 
 KINDS = (
     Kind("opensearch", "OpenSearch", "tm-aiven-opensearch"),
-    Kind("elasticsearch", "Elasticsearch (legacy)", "tm-aiven-elasticsearch"),
+    Kind("elasticsearch", "Elasticsearch, legacy", "tm-aiven-elasticsearch"),
 )
 
 
