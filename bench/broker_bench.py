@@ -32,8 +32,8 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from broker.config import DEFAULT_SERVICE_ID, DEFAULT_SPACE_PLAN_ID  # noqa: E402
-from common import db  # noqa: E402
+from broker.config import DEFAULT_SERVICE_ID, DEFAULT_SPACE_PLAN_ID
+from common import db
 
 USERNAME = "bench-broker"
 PASSWORD = "bench-password-0123456789-abcdef"
@@ -244,8 +244,9 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
             verdict = "meets" if ratio >= 0.5 else "misses"
             lines.append(f"- {clients} client(s): ours reaches {ratio:.0%} of the ceiling's throughput "
                          f"({verdict} the goal of at least 50%).")
-    lines += ["", "Reproduce (PostgreSQL on 127.0.0.1:5432, trust auth; about "
-              f"{int(len(results) * args.rounds * (args.seconds + args.warmup) + 15)} s):", "", "```", command, "```", ""]
+    duration = int(len(results) * args.rounds * (args.seconds + args.warmup) + 15)
+    lines += ["", f"Reproduce (PostgreSQL on 127.0.0.1:5432, trust auth; about {duration} s):",
+              "", "```", command, "```", ""]
     return "\n".join(lines)
 
 

@@ -98,7 +98,7 @@ def create_app(
     app.register_error_handler(Exception, _error_response)
 
     @app.before_request
-    def _guard() -> Response | None:
+    def _guard() -> Any:
         g.started = time.perf_counter()
         g.request_id_token = jsonlog.request_id_var.set(
             (request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4()))[:128]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from openbrokerapi.catalog import Schemas, ServiceMetadata, ServicePlan, ServicePlanMetadata
 from openbrokerapi.service_broker import Service

@@ -62,7 +62,7 @@ def _instances(args: argparse.Namespace) -> int:
         found = store.instances_of_org(args.org)
     finally:
         store.engine.dispose()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "instance_id": inst.id,
             "instance_name": inst.instance_name,

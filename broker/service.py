@@ -44,7 +44,14 @@ from broker.config import BrokerSettings
 from broker.domain import Caller, binding_credentials
 from broker.store import Store
 from common import credentials
-from common.errors import Conflict, InvalidInput, NotFound, TenantMetricsError, Unauthenticated, UpstreamError
+from common.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    TenantMetricsError,
+    Unauthenticated,
+    UpstreamError,
+)
 from common.jsonlog import request_id_var
 
 log = logging.getLogger(__name__)

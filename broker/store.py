@@ -15,9 +15,9 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -44,9 +44,9 @@ from common.models import AuditEvent, Binding, ServiceInstance, utcnow
 # How often a write that lost a race is retried before giving up with a 503-worthy error.
 _RACE_RETRIES = 3
 
-_I = ServiceInstance.__table__
-_B = Binding.__table__
-_A = AuditEvent.__table__
+_I = cast(Table, ServiceInstance.__table__)
+_B = cast(Table, Binding.__table__)
+_A = cast(Table, AuditEvent.__table__)
 
 _GET_INSTANCE = select(_I).where(_I.c.id == bindparam("id"))
 _GET_INSTANCE_FOR_UPDATE = _GET_INSTANCE.with_for_update()
@@ -150,7 +150,7 @@ class Store:
     def provision(self, req: ProvisionRequest, caller: Caller) -> Outcome:
         wanted = req.fingerprint()
         now = utcnow()
-        values = {
+        values: dict[str, Any] = {
             "id": req.instance_id,
             "service_id": req.service_id,
             "plan_id": req.plan_id,

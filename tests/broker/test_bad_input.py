@@ -7,7 +7,6 @@ module-wide broker on SQLite; the cases that reach the database run on both in t
 from __future__ import annotations
 
 import json
-
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any

@@ -48,7 +48,7 @@ def test_logs_are_json_with_request_id_and_no_secrets(osb: Osb, log_output: io.S
     osb.provision("inst-1", headers=osb.headers(**{"X-Broker-API-Request-Identity": "req-42"}))
     issued = osb.bind("inst-1", "bind-1").json()["credentials"]
     osb.bind("inst-1", "bind-1")  # a repeat derives the password again
-    osb.request("GET", "/v2/catalog", headers=osb.headers(**{"Authorization": "Basic bm9wZTpub3Bl"}))
+    osb.request("GET", "/v2/catalog", headers=osb.headers(Authorization="Basic bm9wZTpub3Bl"))
     requests.get(osb.base + "/v2/catalog", auth=(USERNAME, PASSWORD + "-wrong"), timeout=10)
     osb.provision("inst-2", osb.provision_body(parameters={"password": "hunter2-secret"}))
     text_out = log_output.getvalue()
