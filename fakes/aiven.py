@@ -485,3 +485,43 @@ def space_guid(i: int) -> str:
 
 def org_guid(i: int) -> str:
     return str(uuid.uuid5(_NS, f"org-{i // 100}"))
+
+
+def main() -> None:
+    """``python -m fakes.aiven --port 8099 --services 10``: a populated fake for local use."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description="Fake Aiven API (tests, benchmarks, demo)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--project", default="tenant-metrics-demo")
+    parser.add_argument("--token", default="aiven-token")
+    parser.add_argument("--endpoint-id", default="7a1b2c3d-0000-4000-8000-00000000de00")
+    parser.add_argument("--services", type=int, default=0, help="populate with this many services")
+    parser.add_argument("--prefix", default="demo")
+    parser.add_argument("--not-integrated", action="store_true", help="leave integrations to sd")
+    args = parser.parse_args()
+    fake = FakeAiven(args.project, args.token, host=args.host, port=args.port)
+    fake.add_endpoint(args.endpoint_id)
+    populate(
+        fake,
+        args.services,
+        prefix=args.prefix,
+        endpoint_id=args.endpoint_id,
+        integrated=not args.not_integrated,
+    )
+    fake.start()
+    print(
+        f"fake Aiven at {fake.url} (project {args.project}, endpoint {args.endpoint_id})",
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

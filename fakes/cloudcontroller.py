@@ -345,3 +345,42 @@ class FakeCloudController(FakeServer):
                 "service_plan": {"href": f"{self.url}/v3/service_plans/5358d122"},
             },
         }
+
+
+def main() -> None:
+    """``python -m fakes.cloudcontroller --port 8098 --instances 10``: owners matching
+    ``fakes.aiven.populate`` (instance i in space i//10 in org i//100)."""
+    import argparse
+
+    from fakes.aiven import instance_guid, org_guid, space_guid
+
+    parser = argparse.ArgumentParser(
+        description="Fake Cloud Controller v3 + UAA (tests, benchmarks, demo)"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--client-id", default="tenant-metrics-sd")
+    parser.add_argument("--client-secret", default="sd-secret")
+    parser.add_argument("--instances", type=int, default=0)
+    args = parser.parse_args()
+    fake = FakeCloudController(args.client_id, args.client_secret, host=args.host, port=args.port)
+    for i in range(args.instances):
+        fake.add_owner(
+            instance_guid(i),
+            f"instance-{i}",
+            space_guid(i),
+            f"space-{i // 10}",
+            org_guid(i),
+            f"org-{i // 100}",
+        )
+    fake.start()
+    print(f"fake Cloud Controller at {fake.url} (UAA at {fake.url}/uaa)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
