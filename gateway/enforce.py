@@ -70,9 +70,15 @@ _OPS = (
     (pp.MatchOp.Re, "=~"),
     (pp.MatchOp.NotRe, "!~"),
 )
-# Strings and comments are removed before counting, so "(((" inside a label value costs nothing.
-_STRINGS_AND_COMMENTS = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`|#[^\n]*')
-_BRACES = re.compile(r"\{[^{}]*\}")
+# Only well-formed single-line strings are removed before counting, so "(((" inside a
+# label value costs nothing. Comments are NOT removed: promql-parser ends a comment at
+# "\r" as well as "\n", and any such disagreement would hide operators from the count.
+# Anything that does not look exactly like a string or a plain matcher block is counted:
+# a mistake here can only refuse a query, never let a deep one through.
+_STRINGS = re.compile(r'"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*"'
+                      r"|'(?:[^'\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*'"
+                      r"|`[^`\x00-\x1f\x7f]*`")
+_BRACES = re.compile(r"\{[^{}#\x00-\x1f\x7f]*\}")
 _BRACKETS = re.compile(r"[()\[\]{}]")
 _NEGATIVE_AT = re.compile(r"@\s*-")
 _OPERATORS = re.compile(r"==|!=|<=|>=|[-+*/%^<>]|\b(?:and|or|unless|atan2)\b", re.IGNORECASE)
@@ -121,7 +127,7 @@ def prescan(query: str, limits: QueryLimits = DEFAULT_LIMITS) -> None:
         raise EnforcementError(f"query is longer than {limits.max_length} characters")
     if "\x00" in query:
         raise EnforcementError("query contains a NUL character")
-    code = _STRINGS_AND_COMMENTS.sub('""', query)
+    code = _STRINGS.sub('""', query)
     depth = deepest = 0
     for match in _BRACKETS.finditer(code):
         if match.group() in "([{":

@@ -110,6 +110,7 @@ REWRITES = [
     ("timestamp(x)", f"timestamp(x{{{T}}})"),
     ("sort_desc(x)", f"sort_desc(x{{{T}}})"),
     ("x # a comment {cf_space_guid=\"space-b\"}", f"x{{{T}}}"),
+    ("x # comment\r + y", f"x{{{T}}} + y{{{T}}}"),
     ("x:recording:rule", f"x:recording:rule{{{T}}}"),
     ("x offset 1y2w3d4h5m6s7ms", f"x{{{T}}} offset 1y2w3d4h5m6s7ms"),
     ("x offset 90s", f"x{{{T}}} offset 1m30s"),
@@ -292,10 +293,28 @@ def test_prescan_refuses_deep_or_long(query: str) -> None:
         enforce(query, TENANT)
 
 
-def test_prescan_ignores_brackets_and_operators_inside_strings_and_comments() -> None:
-    query = 'x{job="' + "((((+-*/" * 100 + '"} # ' + "(" * 200
+def test_prescan_ignores_brackets_and_operators_inside_strings() -> None:
+    query = 'x{job="' + "((((+-*/" * 100 + '", a=\'((((\', b=`))))`}'
     prescan(query, QueryLimits(max_length=100000))
     assert every_selector_enforced(enforce(query, TENANT, QueryLimits(max_length=100000)), TENANT)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # promql-parser ends a comment at "\r": operators after it are real code.
+        "x # comment\r" + "+x" * 300,
+        # a "{" inside a comment must not hide the operators that follow from the count.
+        "x # {\n" + "+x" * 300 + "\n}",
+        # a string may not span a line: the parser and the pre-scan must agree on where it ends.
+        'x # "\n' + "+x" * 300 + '\n"',
+        "x # `\r" + "+x" * 300 + "`",
+        "x # " + "(" * 100,
+    ],
+)
+def test_prescan_is_not_fooled_by_comments(query: str) -> None:
+    with pytest.raises(EnforcementError):
+        prescan(query)
 
 
 def test_many_flat_matchers_are_fine() -> None:
@@ -312,13 +331,16 @@ def test_limits_are_configurable() -> None:
         enforce("x" * 65, TENANT, QueryLimits(max_length=64))
 
 
-def test_the_parser_really_crashes_on_what_the_prescan_refuses() -> None:
+@pytest.mark.parametrize(
+    "query", ["(" * 10000 + "x" + ")" * 10000, "x # comment\r" + "+x" * 10000]
+)
+def test_the_parser_really_crashes_on_what_the_prescan_refuses(query: str) -> None:
     """Why the prescan exists: promql-parser kills the process on deep nesting."""
-    code = "import promql_parser; promql_parser.parse('(' * 10000 + 'x' + ')' * 10000)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    code = f"import promql_parser; promql_parser.parse({query!r})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
     assert proc.returncode != 0
     with pytest.raises(EnforcementError):
-        enforce("(" * 10000 + "x" + ")" * 10000, TENANT, QueryLimits(max_length=100000))
+        enforce(query, TENANT, QueryLimits(max_length=100000))
 
 
 @pytest.mark.parametrize("query", ["rate(x[33d])", "max_over_time(x[40d:1h])", "rate(x[5m])[1y:]"])
