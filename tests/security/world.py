@@ -1,0 +1,277 @@
+"""A small real system to attack: exporters, Prometheus (sd's scrape job), broker and gateway.
+
+Three Aiven-like services in two orgs; three tenants bound through the broker's OSB API:
+
+- ``alpha`` (plan space, org-1/space-1) may see service ``alpha`` only;
+- ``org1`` (plan org, org-1) may see ``alpha`` and ``amber`` (org-1/space-2);
+- ``bravo`` (plan space, org-2/space-3) may see ``bravo`` only.
+
+Service ``bravo`` is hostile: its exporter emits series carrying *alpha's* tenant labels
+(an attempt to inject data into alpha's view) and a metric HELP text of its own.
+
+Everything listens on loopback; the broker and the gateway run as production runs them
+(``tenant-metrics broker`` / ``tenant-metrics gateway``, gunicorn) at LOG_LEVEL=DEBUG
+so that the log test sees as much as the processes can ever write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from bench.gateway_world import REPO, free_port, start_gateway, stop, wait_for_series, wait_http
+from common import db
+from common import labels as L
+from sd.promconfig import scrape_job
+
+BROKER_USER, BROKER_PASSWORD = "cloud-controller", "security-tests-broker-password-4f1c2d"
+SCRAPE_USER, SCRAPE_PASSWORD = "prom-scraper", "security-tests-scrape-password"
+
+ORG1, ORG2 = "0e0e0001-0000-4000-8000-0000000000a1", "0e0e0002-0000-4000-8000-0000000000b2"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    key: str
+    address: str  # loopback IP of its one node
+    labels: dict[str, str]
+
+    @property
+    def guid(self) -> str:
+        return self.labels[L.CF_SERVICE_INSTANCE_GUID]
+
+
+def _service(key: str, ip: str, org: str, org_name: str, space: str, space_name: str, guid: str) -> Service:
+    return Service(key, ip, {
+        L.CF_ORGANIZATION_GUID: org,
+        L.CF_SPACE_GUID: space,
+        L.CF_SERVICE_INSTANCE_GUID: guid,
+        L.CF_ORGANIZATION_NAME: org_name,
+        L.CF_SPACE_NAME: space_name,
+        L.CF_SERVICE_INSTANCE_NAME: f"{key}-instance-name",
+        L.AIVEN_SERVICE_NAME: f"tm-{guid}",
+        L.AIVEN_SERVICE_TYPE: "opensearch",
+        L.AIVEN_PLAN: "business-4",
+        L.AIVEN_CLOUD: "aws-eu-west-2",
+    })
+
+
+SERVICES = {
+    s.key: s
+    for s in (
+        _service("alpha", "127.0.0.21", ORG1, "org-one-name", "5e5e0001-0000-4000-8000-0000000000a1",
+                 "space-one-name", "5c5c0001-0000-4000-8000-0000000000a1"),
+        _service("amber", "127.0.0.22", ORG1, "org-one-name", "5e5e0002-0000-4000-8000-0000000000a2",
+                 "space-two-name", "5c5c0002-0000-4000-8000-0000000000a2"),
+        _service("bravo", "127.0.0.23", ORG2, "org-two-name", "5e5e0003-0000-4000-8000-0000000000b3",
+                 "space-three-name", "5c5c0003-0000-4000-8000-0000000000b3"),
+    )
+}
+ALPHA, AMBER, BRAVO = SERVICES["alpha"], SERVICES["amber"], SERVICES["bravo"]
+# What bravo's exporter writes onto its own series to try to land in alpha's view.
+INJECTED = {L.CF_ORGANIZATION_GUID: ORG1, L.CF_SPACE_GUID: ALPHA.labels[L.CF_SPACE_GUID],
+            L.CF_SERVICE_INSTANCE_GUID: ALPHA.guid}
+
+
+def exposition(service: Service, elapsed: float) -> str:
+    """Prometheus text format for one node; counters grow so rate() sees data."""
+    key = service.key
+    lines = [
+        "# HELP shared_metric help-from-" + key,
+        "# TYPE shared_metric gauge",
+        f'shared_metric{{node="{key}-node-1"}} 1',
+        f"# HELP {key}_only_metric a metric only {key} has",
+        f"# TYPE {key}_only_metric gauge",
+        f"{key}_only_metric 42",
+        "# TYPE requests_total counter",
+        f'requests_total{{node="{key}-node-1"}} {int(elapsed * 10)}',
+    ]
+    if key == "bravo":
+        labels = ",".join(f'{k}="{v}"' for k, v in INJECTED.items())
+        lines += [f"injected_metric{{{labels}}} 1", 'xss_probe{payload="<img src=x onerror=alert(1)>"} 1']
+    return "\n".join(lines) + "\n"
+
+
+class _Exporter:
+    def __init__(self, service: Service) -> None:
+        started = time.monotonic()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = exposition(service, time.monotonic() - started).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer((service.address, 0), Handler)
+        self.address = f"{service.address}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Creds:
+    instance_id: str
+    binding_id: str
+    plan_id: str
+    username: str = field(repr=False)
+    password: str = field(repr=False)
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.username, self.password)
+
+
+@dataclass
+class World:
+    workdir: Path
+    gateway: str
+    prometheus: str
+    broker: str
+    database_url: str
+    service_id: str
+    plans: dict[str, str]
+    tenants: dict[str, Creds]
+    issued: list[Creds] = field(default_factory=list)  # every credential ever issued here
+
+    def osb(self, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = {"X-Broker-API-Version": "2.17"}
+        return requests.request(method, self.broker + path, auth=(BROKER_USER, BROKER_PASSWORD),
+                                headers=headers, timeout=30, **kw)
+
+    def provision_and_bind(self, plan: str, org: str, space: str) -> Creds:
+        iid = str(uuid.uuid4())
+        context = {"platform": "cloudfoundry", "organization_guid": org, "space_guid": space}
+        resp = self.osb("PUT", f"/v2/service_instances/{iid}", json={
+            "service_id": self.service_id, "plan_id": self.plans[plan], "organization_guid": org,
+            "space_guid": space, "context": context})
+        assert resp.status_code == 201, resp.text
+        return self.bind(iid, plan)
+
+    def bind(self, iid: str, plan: str) -> Creds:
+        bid = str(uuid.uuid4())
+        resp = self.osb("PUT", f"/v2/service_instances/{iid}/service_bindings/{bid}", json={
+            "service_id": self.service_id, "plan_id": self.plans[plan], "bind_resource": {}})
+        assert resp.status_code == 201, resp.text
+        c = resp.json()["credentials"]
+        creds = Creds(iid, bid, self.plans[plan], c["username"], c["password"])
+        self.issued.append(creds)
+        return creds
+
+
+def _prometheus(binary: str, workdir: Path, exporters: dict[str, _Exporter]) -> tuple[subprocess.Popen[bytes], str]:
+    """A real Prometheus running sd's own scrape job (honor_labels etc.) over plain HTTP."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    targets = workdir / "targets.json"
+    targets.write_text(json.dumps([
+        {"targets": [exporters[key].address], "labels": SERVICES[key].labels} for key in sorted(SERVICES)
+    ]))
+    password_file = workdir / "scrape-password"
+    password_file.write_text(SCRAPE_PASSWORD)
+    job = scrape_job(targets_file=str(targets), username=SCRAPE_USER, password_file=str(password_file),
+                     ca_file=str(workdir / "unused-ca.pem"), scrape_interval="1s", scrape_timeout="1s")
+    job["scheme"] = "http"  # our exporters speak plain HTTP; everything else is sd's job as rendered
+    job.pop("tls_config")
+    job["file_sd_configs"][0]["refresh_interval"] = "1s"
+    config = workdir / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]}))
+    port = free_port()
+    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/-/ready", timeout=60)
+    except TimeoutError:
+        stop(proc)
+        raise
+    return proc, url
+
+
+def _broker(database_url: str, workdir: Path, gateway_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The broker as operators run it (`tenant-metrics broker`, gunicorn), logging at DEBUG."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": str(REPO),
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "BROKER_USERNAME": BROKER_USER,
+        "BROKER_PASSWORD": BROKER_PASSWORD,
+        "GATEWAY_PUBLIC_URL": gateway_url,
+        "LOG_LEVEL": "DEBUG",
+    }
+    log = open(workdir / "broker.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "broker", "--workers", "1"], cwd=str(REPO),
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/healthz", timeout=30)
+    except TimeoutError:
+        stop(proc)
+        raise
+    return proc, url
+
+
+@contextmanager
+def running_world(workdir: Path, prometheus_binary: str) -> Iterator[World]:
+    database_url = f"sqlite:///{workdir / 'tm.sqlite3'}"
+    db.upgrade(database_url)
+    procs: list[subprocess.Popen[bytes]] = []
+    with ExitStack() as stack:
+        exporters = {}
+        for key, service in SERVICES.items():
+            exporters[key] = _Exporter(service)
+            stack.callback(exporters[key].stop)
+        try:
+            prom, prom_url = _prometheus(prometheus_binary, workdir / "prometheus", exporters)
+            procs.append(prom)
+            wait_for_series(prom_url, "up == 1", len(SERVICES))
+            wait_for_series(prom_url, "injected_metric", 1)
+            gateway_proc, gateway = start_gateway(
+                [prom_url], database_url, workdir / "gateway",
+                extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "2000", "GATEWAY_RATE_LIMIT_BURST": "2000",
+                           "LOG_LEVEL": "DEBUG"},
+            )
+            procs.append(gateway_proc)
+            broker_proc, broker = _broker(database_url, workdir / "broker", gateway)
+            procs.append(broker_proc)
+            catalog = requests.get(broker + "/v2/catalog", auth=(BROKER_USER, BROKER_PASSWORD),
+                                   headers={"X-Broker-API-Version": "2.17"}, timeout=10).json()["services"][0]
+            world = World(workdir, gateway, prom_url, broker, database_url, catalog["id"],
+                          {p["name"]: p["id"] for p in catalog["plans"]}, {})
+            world.tenants["alpha"] = world.provision_and_bind("space", ORG1, ALPHA.labels[L.CF_SPACE_GUID])
+            world.tenants["org1"] = world.provision_and_bind("org", ORG1, ALPHA.labels[L.CF_SPACE_GUID])
+            world.tenants["bravo"] = world.provision_and_bind("space", ORG2, BRAVO.labels[L.CF_SPACE_GUID])
+            yield world
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
