@@ -332,8 +332,7 @@ def _print_guide(demo: Demo, broker: str, gateway: str, prometheus: str | None,
         "Try:",
         f"  curl -s -u '{a['username']}:{a['password']}' '{gateway}/api/v1/query?query=up' | python3 -m json.tool",
         f"  curl -s -u '{b['username']}:{b['password']}' '{gateway}/api/v1/label/cf_service_instance_name/values'",
-        f"  promtool query instant --http.config.file=<(printf 'basic_auth:\\n  username: %s\\n  password: %s\\n'"
-        f" '{a['username']}' '{a['password']}') {gateway} 'cpu_usage_idle'",
+        f"  promtool query instant '{a['uri']}' 'avg by (cf_service_instance_name) (cpu_usage_idle)'",
         f"  open {gateway}/ui/ in a browser and sign in with tenant A's or B's credentials",
         "",
     ]
