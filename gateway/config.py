@@ -30,7 +30,7 @@ class GatewaySettings:
     max_points: int = 11000  # Prometheus's own limit per series in a range query
     max_query_length: int = 16384
     max_query_depth: int = 64
-    max_query_operators: int = 256
+    max_query_operators: int = 128
     # For Mimir/Cortex (multi-tenant backends): send X-Scope-OrgID. "tenant" sends the
     # tenant's guid (the enforced label value); any other value is sent as it is.
     scope_org_id: str | None = None
@@ -83,7 +83,7 @@ def from_env(env: Mapping[str, str]) -> GatewaySettings:
         max_points=c.get_int(env, "GATEWAY_MAX_POINTS", 11000, minimum=10),
         max_query_length=c.get_int(env, "GATEWAY_MAX_QUERY_LENGTH", 16384, minimum=64),
         max_query_depth=c.get_int(env, "GATEWAY_MAX_QUERY_DEPTH", 64, minimum=4),
-        max_query_operators=c.get_int(env, "GATEWAY_MAX_QUERY_OPERATORS", 256, minimum=4),
+        max_query_operators=c.get_int(env, "GATEWAY_MAX_QUERY_OPERATORS", 128, minimum=4),
         scope_org_id=scope_org,
         health_check_seconds=c.get_float(env, "GATEWAY_HEALTH_CHECK_SECONDS", 5.0, minimum=0.1),
         public_url=env.get("GATEWAY_PUBLIC_URL", "").strip() or None,

@@ -113,7 +113,7 @@ class QueryLimits:
 
     max_length: int = 16384
     max_depth: int = 64
-    max_operators: int = 256
+    max_operators: int = 128
     # Longest range a matrix selector or subquery may read (fair use; Prometheus has none).
     max_range_seconds: int = 32 * 24 * 3600
 
