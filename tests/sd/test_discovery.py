@@ -197,6 +197,8 @@ def test_ineligible_services_are_left_alone(harness: Harness) -> None:
 
 def test_two_sd_processes_racing_create_exactly_one_integration_each(harness: Harness) -> None:
     harness.aiven.duplicates = "accept"  # the API does not dedupe: our lease and re-check must
+    # A slow create widens the window between "re-read: not integrated" and "created".
+    harness.aiven.add_fault("slow", count=-1, method="POST", seconds=0.05)
     tenants = [harness.tenant() for _ in range(12)]
     apps = [harness.app(holder="sd-a"), harness.app(holder="sd-b"), harness.app(holder="sd-c")]
     barrier = threading.Barrier(len(apps))
