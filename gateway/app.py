@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 import uuid
 from typing import Any
@@ -39,6 +40,7 @@ from gateway.upstream import Upstreams
 
 log = logging.getLogger("gateway")
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 PUBLIC_ENDPOINTS = frozenset({"healthz", "metrics"})
 REALM = 'Basic realm="tenant-metrics", charset="UTF-8"'
 
@@ -123,7 +125,9 @@ def create_app(
     def authenticate() -> None:
         g.started = time.perf_counter()
         g.tenant = None
-        request_id_var.set(request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex)
+        given = request.headers.get("X-Request-Id", "")
+        # A client's id is kept only if it is plainly an id (it ends up in every log line).
+        request_id_var.set(given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex)
         if request.endpoint in PUBLIC_ENDPOINTS or (request.blueprint or "") == "tenant_ui":
             return
         try:
@@ -149,6 +153,7 @@ def create_app(
             log.info(
                 "request",
                 extra={
+                    "request_id": request_id_var.get(),
                     "method": request.method,
                     "endpoint": endpoint,
                     "status": resp.status_code,

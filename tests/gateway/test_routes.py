@@ -487,3 +487,15 @@ def test_range_in_the_query_longer_than_allowed_is_422(gateway, tenants, rec) ->
     resp = requests.get(url + "/api/v1/query", params={"query": "max_over_time(x[40d:1m])"}, auth=tenants["a"].auth)
     _error(resp, 422, "execution")
     assert rec.paths() == []
+
+
+def test_client_request_ids_are_kept_only_when_plain(gateway, tenants, rec, caplog) -> None:
+    import logging
+
+    url, _ = gateway
+    caplog.set_level(logging.INFO, logger="gateway")
+    requests.get(url + "/api/v1/labels", auth=tenants["a"].auth, headers={"X-Request-Id": "abc-123"})
+    requests.get(url + "/api/v1/labels", auth=tenants["a"].auth, headers={"X-Request-Id": '"}{"password":"x'})
+    ids = [getattr(r, "request_id", None) for r in caplog.records if r.getMessage() == "request"]
+    assert ids[-2] == "abc-123"
+    assert ids[-1] and "password" not in ids[-1] and len(ids[-1]) == 32
