@@ -14,7 +14,6 @@ import hashlib
 import http.client
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +22,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from sqlalchemy import inspect, text
 
 from common import labels as L
+from common.db import make_engine
+from tests.conftest import _drop_postgres_database, _new_postgres_database
 from tests.security.world import (
     ALPHA,
     AMBER,
@@ -48,10 +50,21 @@ GUID = L.CF_SERVICE_INSTANCE_GUID
 GUESSED_SECRET = "Guessed-Secret-9b7e41f0c2"
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: str) -> Iterator[World]:
-    with running_world(tmp_path_factory.mktemp("security"), prometheus_binary) as w:
-        yield w
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          prometheus_binary: str) -> Iterator[World]:
+    """The system under attack, once on each database (the credential lookup is SQL)."""
+    workdir = tmp_path_factory.mktemp("security")
+    if request.param == "sqlite":
+        with running_world(workdir, prometheus_binary, f"sqlite:///{workdir / 'tm.sqlite3'}") as w:
+            yield w
+        return
+    name, url = _new_postgres_database()
+    try:
+        with running_world(workdir, prometheus_binary, url) as w:
+            yield w
+    finally:
+        _drop_postgres_database(name)
 
 
 # --- what "isolated" means ------------------------------------------------------------------
@@ -504,7 +517,6 @@ def _credential_tricks(world: World) -> dict[str, str]:
         "upper-case username": "Basic " + _b64(f"{a.username.upper()}:{a.password}"),
         "fullwidth (NFKC) password": "Basic " + _b64(f"{a.username}:{fullwidth}"),
         "fullwidth (NFKC) username": "Basic " + _b64("ｔｍ" + a.username[2:] + ":" + a.password),
-        "NUL in username": "Basic " + _b64(f"{a.username}\x00:{a.password}"),
         "latin-1 bytes": "Basic " + _b64(f"{a.username}:{a.password}".encode() + b"\xe9"),
         "SQL injection username": "Basic " + _b64(f"' OR '1'='1' -- :{GUESSED_SECRET}"),
         "LIKE wildcard username": "Basic " + _b64(f"tm-%:{a.password}"),
@@ -520,17 +532,29 @@ def _credential_tricks(world: World) -> dict[str, str]:
 
 
 def test_credential_tricks_are_refused(world: World) -> None:
-    tricks = _credential_tricks(world)
-    refused = {}
-    for name, header in tricks.items():
-        resp = requests.get(world.gateway + "/api/v1/query", params={"query": "up"},
-                            headers={"Authorization": header}, timeout=30)
-        refused[name] = resp.status_code
-        assert resp.json()["status"] == "error"
-        assert "WWW-Authenticate" in resp.headers
+    answers = {}
+    for name, header in _credential_tricks(world).items():
+        api = requests.get(world.gateway + "/api/v1/query", params={"query": "up"},
+                           headers={"Authorization": header}, timeout=30)
         ui = requests.get(world.gateway + "/ui/session", headers={"Authorization": header}, timeout=30)
-        assert ui.status_code == 401, name
-    assert {k: v for k, v in refused.items() if v != 401} == {}
+        answers[name] = (api.status_code, "WWW-Authenticate" in api.headers, api.json()["status"], ui.status_code)
+    assert {k: v for k, v in answers.items() if v != (401, True, "error", 401)} == {}
+
+
+def test_nul_in_the_username_is_a_plain_401(world: World, request: pytest.FixtureRequest) -> None:
+    """A NUL byte in the Basic username must be refused like any wrong username, not break the lookup."""
+    if world.database_url.startswith("postgresql"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "BUG: on PostgreSQL a NUL byte in the Basic username reaches the SQL lookup, psycopg raises "
+            "(PostgreSQL text cannot hold NUL), gateway.auth maps it to UpstreamError: any unauthenticated "
+            "client gets 503 'credential store unavailable' (API and /ui/) instead of 401")))
+    a = world.tenants["alpha"]
+    for user in (f"{a.username}\x00", "\x00", f"tm-\x00{GUESSED_SECRET}"):
+        header = "Basic " + _b64(f"{user}:{a.password}")
+        api = requests.get(world.gateway + "/api/v1/query", params={"query": "up"},
+                           headers={"Authorization": header}, timeout=30)
+        ui = requests.get(world.gateway + "/ui/session", headers={"Authorization": header}, timeout=30)
+        assert (api.status_code, "WWW-Authenticate" in api.headers, ui.status_code) == (401, True, 401)
 
 
 def test_accepted_credential_forms_are_exactly_the_documented_ones(world: World) -> None:
@@ -693,21 +717,36 @@ def test_tenant_page_needs_credentials_and_shows_only_its_caller(world: World) -
 # --- 9. secrets at rest and in logs (the log test runs last: it reads every line written) --------
 
 
-def _database_bytes(world: World) -> bytes:
-    path = Path(world.database_url.removeprefix("sqlite:///"))
-    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
+def _database_dump(world: World) -> bytes:
+    """Everything the database holds: the SQLite files byte for byte, else every row of every table."""
+    if world.database_url.startswith("sqlite:///"):
+        path = Path(world.database_url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
+    engine = make_engine(world.database_url)
+    try:
+        with engine.connect() as conn:
+            names = inspect(conn).get_table_names()
+            rows = [repr(row) for name in names for row in conn.execute(text(f'SELECT * FROM "{name}"'))]
+    finally:
+        engine.dispose()
+    assert any("bindings" == n for n in names)
+    return "\n".join(rows).encode()
 
 
 def test_database_holds_no_password(world: World) -> None:
-    raw = _database_bytes(world)
+    raw = _database_dump(world)
     assert world.issued
     for creds in world.issued:
+        assert creds.username.encode() in raw or creds.instance_id.encode() in raw
         assert creds.password.encode() not in raw
         assert base64.b64encode(creds.password.encode()) not in raw
     assert BROKER_PASSWORD.encode() not in raw
-    path = world.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        rows = {r[0]: r[1] for r in conn.execute("SELECT username, password_sha256 FROM bindings")}
+    engine = make_engine(world.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = {r[0]: r[1] for r in conn.execute(text("SELECT username, password_sha256 FROM bindings"))}
+    finally:
+        engine.dispose()
     live = {c.username: c for c in world.issued if c.username in rows}
     assert live
     for username, creds in live.items():

@@ -242,8 +242,8 @@ def _broker(database_url: str, workdir: Path, gateway_url: str) -> tuple[subproc
 
 
 @contextmanager
-def running_world(workdir: Path, prometheus_binary: str) -> Iterator[World]:
-    database_url = f"sqlite:///{workdir / 'tm.sqlite3'}"
+def running_world(workdir: Path, prometheus_binary: str, database_url: str) -> Iterator[World]:
+    """The whole system on ``database_url`` (an empty database: migrated here)."""
     db.upgrade(database_url)
     procs: list[subprocess.Popen[bytes]] = []
     with ExitStack() as stack:
