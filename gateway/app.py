@@ -118,7 +118,7 @@ def create_app(
             from prometheus_client import multiprocess
 
             source = CollectorRegistry()
-            multiprocess.MultiProcessCollector(source)
+            multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
         return Response(generate_latest(source), mimetype=CONTENT_TYPE_LATEST)
 
     @app.before_request

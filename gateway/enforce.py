@@ -28,7 +28,8 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import promql_parser as pp
@@ -52,7 +53,7 @@ except ValueError:  # pragma: no cover - already registered in this process
 
 _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _LEGACY_METRIC = METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _DURATION_UNITS = (
     ("y", 365 * 24 * 3600 * 1000),
@@ -155,7 +156,9 @@ def parse(query: str, limits: QueryLimits = DEFAULT_LIMITS) -> Any:
 
 def enforce(query: str, matcher: TenantMatcher, limits: QueryLimits = DEFAULT_LIMITS) -> str:
     """Return ``query`` rewritten so that every selector carries ``matcher``; raise EnforcementError."""
-    printed = _guarded(lambda: _Printer(matcher, max_range=limits.max_range_seconds).expr(parse(query, limits)))
+    printed: str = _guarded(
+        lambda: _Printer(matcher, max_range=limits.max_range_seconds).expr(parse(query, limits))
+    )
     _check_fixpoint(printed, matcher)
     return printed
 
@@ -171,17 +174,22 @@ def enforce_selectors(
         expr = parse(selector, limits)
         if type(expr) is not pp.VectorSelector:
             raise EnforcementError("match[] must be a series selector, like up{job=\"x\"}")
-        if _guarded(lambda: expr.offset is not None or expr.at is not None):
+        if _guarded(partial(_has_modifiers, expr)):
             raise EnforcementError("match[] must not carry offset or @ modifiers")
-        printed = _guarded(lambda: _Printer(matcher).expr(expr))
+        printed = _guarded(partial(_Printer(matcher).expr, expr))
         _check_fixpoint(printed, matcher)
         out.append(printed)
     return out
 
 
+def _has_modifiers(expr: Any) -> bool:
+    return expr.offset is not None or expr.at is not None
+
+
 def render(expr: Any) -> str:
     """Print an AST as PromQL without enforcing anything (for tests and tools)."""
-    return _guarded(lambda: _Printer(None).expr(expr))
+    printed: str = _guarded(lambda: _Printer(None).expr(expr))
+    return printed
 
 
 def _check_fixpoint(printed: str, matcher: TenantMatcher) -> None:
@@ -202,7 +210,7 @@ def _guarded(fn: Callable[[], Any]) -> Any:
         if isinstance(exc, RecursionError):
             raise EnforcementError("query nests too deeply") from exc
         raise
-    except BaseException as exc:  # noqa: BLE001 - pyo3_runtime.PanicException is a BaseException
+    except BaseException as exc:
         message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         if type(exc).__name__ == "PanicException":
             message = "query uses a value the parser cannot represent"
@@ -333,6 +341,7 @@ class _Printer:
         name = node.func.name
         if not _LEGACY_LABEL.match(name):
             raise EnforcementError("unsupported function name")
+        name = str(name)
         return name + "(" + ", ".join(self.expr(arg) for arg in node.args) + ")"
 
     def aggregate(self, node: Any) -> str:

@@ -1,7 +1,7 @@
 """gunicorn settings for the gateway: ``gunicorn -c gateway/gunicorn_conf.py "gateway.app:create_app()"``.
 
 Environment: PORT (default 8090), GATEWAY_BIND_HOST (default 0.0.0.0, as Cloud Foundry
-needs), GATEWAY_WORKERS (default 2 x CPUs + 1), GATEWAY_THREADS (default 8).
+needs), GATEWAY_WORKERS (else WEB_CONCURRENCY, else 2 x CPUs + 1), GATEWAY_THREADS (default 8).
 Metrics from all workers are merged through prometheus_client's multiprocess mode.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from gateway.config import DEFAULT_PORT
 
 bind = f"{os.environ.get('GATEWAY_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT') or DEFAULT_PORT}"
-workers = int(os.environ.get("GATEWAY_WORKERS") or (2 * (os.cpu_count() or 1) + 1))
+workers = int(os.environ.get("GATEWAY_WORKERS") or os.environ.get("WEB_CONCURRENCY") or (2 * (os.cpu_count() or 1) + 1))
 threads = int(os.environ.get("GATEWAY_THREADS") or 8)
 worker_class = os.environ.get("GATEWAY_WORKER_CLASS") or "gthread"
 keepalive = 75  # longer than Grafana's and the CF router's idle timeouts
@@ -50,7 +50,7 @@ def post_fork(server: Any, worker: Any) -> None:
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def on_exit(server: Any) -> None:

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Request
 from common.errors import InvalidInput
 from gateway.enforce import LimitExceeded
 
-__all__ = ["LimitExceeded", "Params", "read_params", "parse_time", "parse_duration", "parse_limit"]
+__all__ = ["LimitExceeded", "Params", "parse_duration", "parse_limit", "parse_time", "read_params"]
 
 _FORM = "application/x-www-form-urlencoded"
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\Z")

@@ -246,7 +246,7 @@ class Upstreams:
         while not self._stop.wait(self._health_interval):
             try:
                 self.check_health()
-            except Exception:  # noqa: BLE001 - the checker must never die
+            except Exception:
                 log.exception("health check failed")
 
     def close(self) -> None:
@@ -257,6 +257,8 @@ class Upstreams:
 
 def _pool(url: str, size: int) -> urllib3.HTTPConnectionPool:
     parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"upstream URL without a host: {url!r}")
     kind = urllib3.HTTPSConnectionPool if parts.scheme == "https" else urllib3.HTTPConnectionPool
     return kind(parts.hostname, parts.port, maxsize=size, block=False)
 

@@ -254,7 +254,7 @@ def test_metadata_filtered_to_the_tenants_metric_names(gateway, tenants, rec) ->
     url, _ = gateway
     body = requests.get(url + "/api/v1/metadata", auth=tenants["a"].auth).json()
     assert body == {"status": "success", "data": {"mine_total": [{"type": "counter", "help": "mine", "unit": ""}]}}
-    names_call = [r for r in rec.requests if r.path == "/api/v1/label/__name__/values"][0]
+    names_call = next(r for r in rec.requests if r.path == "/api/v1/label/__name__/values")
     assert names_call.get("match[]") == [f"{{{T_A}}}"]
 
 

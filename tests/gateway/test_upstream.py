@@ -73,8 +73,9 @@ def test_connection_refused_fails_over_and_background_check_returns() -> None:
             assert _served_by(ups) == "secondary"
             assert ups.active == 1
             # Bring a server up on the primary's port; the background check returns to it.
-            from werkzeug.serving import make_server
             import threading
+
+            from werkzeug.serving import make_server
 
             server = make_server("127.0.0.1", dead_port, primary, threaded=True)
             thread = threading.Thread(target=server.serve_forever, daemon=True)
