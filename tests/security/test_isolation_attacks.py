@@ -624,6 +624,29 @@ def test_plan_downgrade_narrows_existing_credentials_within_a_second(world: Worl
         assert services_in(resp) == own_guids("alpha")
 
 
+def test_tenant_supplied_parameters_cannot_choose_the_scope(world: World) -> None:
+    """`cf create-service/bind-service/update-service -c JSON` is the one broker input a tenant writes."""
+    widen = {"scope": "org", "plan": "org", "organization_guid": ORG2, "space_guid": BRAVO.labels[L.CF_SPACE_GUID],
+             "cf_space_guid": BRAVO.labels[L.CF_SPACE_GUID], "label": "cf_organization_guid"}
+    creds = world.tenants["alpha"]
+    iid = "5ec0ffee-0000-4000-8000-000000000001"
+    context = {"platform": "cloudfoundry", "organization_guid": ORG1, "space_guid": ALPHA.labels[L.CF_SPACE_GUID]}
+    resp = world.osb("PUT", f"/v2/service_instances/{iid}", json={
+        "service_id": world.service_id, "plan_id": world.plans["space"], "organization_guid": ORG1,
+        "space_guid": ALPHA.labels[L.CF_SPACE_GUID], "context": context, "parameters": widen})
+    assert resp.status_code in (400, 422), resp.text
+    assert world.osb("GET", f"/v2/service_instances/{iid}").status_code in (404, 410)
+    resp = world.osb("PUT", f"/v2/service_instances/{creds.instance_id}/service_bindings/5ec0ffee-b1d0-4000-8000-0000000001",
+                     json={"service_id": world.service_id, "plan_id": creds.plan_id, "bind_resource": {},
+                           "parameters": widen})
+    assert resp.status_code in (400, 422), resp.text
+    resp = world.osb("PATCH", f"/v2/service_instances/{creds.instance_id}", json={
+        "service_id": world.service_id, "plan_id": creds.plan_id, "parameters": widen})
+    assert resp.status_code in (400, 422), resp.text
+    time.sleep(1.05)
+    assert services_in(query(world, "alpha", "up")) == own_guids("alpha")
+
+
 # --- 7. hostile query shapes (crash, CPU) ----------------------------------------------------
 
 
