@@ -73,6 +73,17 @@ def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
+def _empty(url: str) -> None:
+    """sd's tables emptied, so every scale starts cold."""
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        for table in ("service_owners", "integration_attempts", "leases"):
+            conn.execute(text(f"DELETE FROM {table}"))
+    eng.dispose()
+
+
 def run_scale(count: int, steady_cycles: int, database_url: str | None) -> dict[str, Any]:
     """Child process: start the fakes, then time sd cycles against them."""
     from prometheus_client import CollectorRegistry
@@ -94,6 +105,7 @@ def run_scale(count: int, steady_cycles: int, database_url: str | None) -> dict[
         with tempfile.TemporaryDirectory() as tmp:
             url = database_url or f"sqlite:///{tmp}/sd.sqlite3"
             db.upgrade(url)
+            _empty(url)
             settings = SdSettings.from_env(
                 {
                     "AIVEN_API_URL": urls["aiven"],
@@ -141,14 +153,7 @@ def run_scale(count: int, steady_cycles: int, database_url: str | None) -> dict[
             results += [measured() for _ in range(steady_cycles)]
             size = Path(settings.targets_file).stat().st_size
             app.close()
-            if database_url:
-                from sqlalchemy import create_engine, text
-
-                eng = create_engine(database_url)
-                with eng.begin() as conn:
-                    for table in ("service_owners", "integration_attempts", "leases"):
-                        conn.execute(text(f"DELETE FROM {table}"))
-                eng.dispose()
+            _empty(url)
     finally:
         if fakes.stdin is not None:
             fakes.stdin.close()
@@ -182,12 +187,16 @@ def _fmt_calls(calls: dict[str, int]) -> str:
     return f"{total} ({detail})"
 
 
-def markdown(results: list[dict[str, Any]], command: str, database: str) -> str:
+def _db_name(url: str | None) -> str:
+    return "PostgreSQL" if url and "postgres" in url else "SQLite"
+
+
+def markdown(results: list[dict[str, Any]], command: str) -> str:
     lines = [
         "# sd benchmark: one discovery cycle at 100, 1,000 and 10,000 Aiven services",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, database {database}.",
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}.",
         "",
         "Reproduce:",
         "",
@@ -203,28 +212,28 @@ def markdown(results: list[dict[str, Any]], command: str, database: str) -> str:
         "(fixed answers); the Aiven list body is about 4 KB per service (39.5 MB at 10,000), as the real",
         "one is several KB. Wall time includes the fakes' loopback HTTP on the same 2 CPUs.",
         "",
-        "| services | cycle | wall (s) | CPU (s) | Aiven calls | CC calls (UAA + CC) | targets written |",
-        "|---:|---|---:|---:|---|---|---|",
+        "| services | DB | cycle | wall (s) | CPU (s) | Aiven calls | CC calls (UAA + CC) | targets written |",
+        "|---:|---|---|---:|---:|---|---|---|",
     ]
     for r in results:
         f, s = r["first"], r["steady"]
         lines.append(
-            f"| {r['services']:,} | first | {f['wall_s']:.2f} | {f['cpu_s']:.2f} | "
+            f"| {r['services']:,} | {r['database']} | first | {f['wall_s']:.2f} | {f['cpu_s']:.2f} | "
             f"{_fmt_calls(f['aiven_calls'])} | {_fmt_calls(f['cc_calls'])} | {f['written']} |"
         )
         lines.append(
-            f"| {r['services']:,} | steady | {s['wall_s']:.2f} | {s['cpu_s']:.2f} "
+            f"| {r['services']:,} | {r['database']} | steady | {s['wall_s']:.2f} | {s['cpu_s']:.2f} "
             f"(max {s['cpu_s_max']:.2f}) | {_fmt_calls(s['aiven_calls'])} | "
             f"{_fmt_calls(s['cc_calls'])} | {s['written']} |"
         )
     lines += [
         "",
-        "| services | peak RSS (MB) | targets file (bytes) | cycles until every integration exists |",
-        "|---:|---:|---:|---:|",
+        "| services | DB | peak RSS (MB) | targets file (bytes) | cycles until every integration exists |",
+        "|---:|---|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['services']:,} | {r['peak_rss_mb']:.0f} | {r['targets_file_bytes']:,} | "
+            f"| {r['services']:,} | {r['database']} | {r['peak_rss_mb']:.0f} | {r['targets_file_bytes']:,} | "
             f"{r['cycles_to_integrate_all']} |"
         )
     return "\n".join(lines) + "\n"
@@ -236,7 +245,11 @@ def main() -> None:
     )
     parser.add_argument("--scales", default="100,1000,10000")
     parser.add_argument("--steady-cycles", type=int, default=3)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file per scale")
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--postgres-url",
+        help="also run every scale on this (migrated, emptied) PostgreSQL database",
+    )
     parser.add_argument("--output", default=str(ROOT / "docs" / "bench" / "sd.md"))
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--serve-fakes", type=int, help=argparse.SUPPRESS)
@@ -249,7 +262,8 @@ def main() -> None:
         print(json.dumps(run_scale(args.one, args.steady_cycles, args.database_url)))
         return
     results = []
-    for scale in (int(s) for s in args.scales.split(",")):
+    databases = [None, *([args.postgres_url] if args.postgres_url else [])]
+    for scale, database in ((int(s), d) for s in args.scales.split(",") for d in databases):
         cmd = [
             sys.executable,
             "-m",
@@ -258,20 +272,24 @@ def main() -> None:
             str(scale),
             "--steady-cycles",
             str(args.steady_cycles),
-            *(["--database-url", args.database_url] if args.database_url else []),
+            *(["--database-url", database] if database else []),
         ]
         env = {**os.environ, "LOG_LEVEL": "WARNING"}
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, check=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
+        result["database"] = _db_name(database)
         results.append(result)
         print(json.dumps(result), flush=True)
-    command = "make deps  # once\n.venv/bin/python -m bench.sd_bench" + (
-        f" --scales {args.scales}" if args.scales != "100,1000,10000" else ""
+    command = (
+        "make deps  # once\n.venv/bin/python -m bench.sd_bench"
+        + (f" --scales {args.scales}" if args.scales != "100,1000,10000" else "")
+        + (
+            " --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/sd_bench"
+            if args.postgres_url
+            else ""
+        )
     )
-    database = (
-        "PostgreSQL" if args.database_url and "postgres" in args.database_url else "SQLite (file)"
-    )
-    text = markdown(results, command, database)
+    text = markdown(results, command)
     if not args.no_write:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
