@@ -58,6 +58,7 @@ class World:
     space_a: Creds  # space plan: sees svc-a only
     org_2: Creds  # org plan: sees svc-b and svc-c
     space_b: Creds  # space plan: sees svc-b only
+    gateway_log: Path
 
 
 def _osb(broker: str, method: str, path: str, **kw: Any) -> requests.Response:
@@ -120,6 +121,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: str) -> I
                 space_a=_provision_and_bind(broker, catalog.service_id, catalog.space_plan_id, "org-1", "space-a"),
                 org_2=_provision_and_bind(broker, catalog.service_id, catalog.org_plan_id, "org-2", "space-b"),
                 space_b=_provision_and_bind(broker, catalog.service_id, catalog.space_plan_id, "org-2", "space-b"),
+                gateway_log=work / "gw" / "gateway.log",
             )
     finally:
         for proc in reversed(procs):
@@ -237,6 +239,8 @@ TRICKS = [
     'group by (service) ({service=~"svc-.*"})',
     'up and on(job) up{cf_space_guid="space-b"}',
     'sort_desc(sum by (service) (rate(net_bytes_recv[10s])))',
+    'up # comment\r or up{cf_space_guid="space-b"}',
+    'up # comment\n or {cf_space_guid="space-b"}',
 ]
 
 
@@ -261,6 +265,25 @@ def test_match_tricks_never_cross_tenants(world: World, selector: str, path: str
     resp = requests.get(world.gateway + path, params={"match[]": selector}, auth=world.space_a.auth, timeout=30)
     assert resp.status_code in (200, 400), resp.text
     assert "svc-b" not in resp.text and "svc-c" not in resp.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "x # c\r" + "+x" * 8000,  # crashed gunicorn workers before the pre-scan counted comments
+        "(" * 5000 + "x" + ")" * 5000,
+        "-" * 16000 + "x",
+        "x @ -1",  # promql-parser panics reading a pre-1970 timestamp
+    ],
+)
+def test_parser_crashers_are_400_and_the_gateway_stays_up(world: World, query: str) -> None:
+    for _ in range(3):  # more than one worker
+        resp = requests.post(world.gateway + "/api/v1/query", data={"query": query}, auth=world.space_a.auth, timeout=30)
+        assert resp.status_code == 400, resp.text[:200]
+        assert resp.json()["errorType"] == "bad_data"
+    assert _services(_get(world, world.space_a, "/api/v1/query", query="up")) == {"svc-a"}
+    log = world.gateway_log.read_text(errors="replace")
+    assert "SIGSEGV" not in log and "was sent" not in log and "exited with code" not in log
 
 
 @pytest.mark.parametrize(
