@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.sd.conftest import Harness, fake_ips
+from tests.sd.conftest import ENDPOINT, Harness, fake_ips
 from tests.support import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,3 +150,27 @@ def test_sd_run_serves_and_stops_on_sigterm(sqlite_harness: Harness) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_two_sd_processes_at_once_integrate_each_service_once(harness: Harness) -> None:
+    h = harness
+    h.aiven.duplicates = "accept"  # only our lease and re-check stand between us and duplicates
+    h.aiven.add_fault("slow", count=-1, method="POST", seconds=0.05)
+    tenants = [h.tenant() for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "common", "sd", "once"],
+            cwd=ROOT,
+            env=_env(h),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    for t in tenants:
+        assert len(h.aiven.integrations_for(t.aiven_name, ENDPOINT)) == 1, t.aiven_name
+    assert len(h.aiven.created_by) == len(tenants)
