@@ -433,7 +433,7 @@ def test_encoded_paths_and_params_stay_enforced(world: World, path: str) -> None
 
 def test_parameter_smuggling_is_refused(world: World) -> None:
     other = '{cf_space_guid=~".+"}'
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", "/api/v1/query?query=up&query=" + other, {}),
         ("POST", "/api/v1/query?query=up", {"data": {"query": other}}),
         ("POST", "/api/v1/query", {"files": {"query": (None, other)}}),
@@ -459,8 +459,8 @@ def test_chunked_and_compressed_bodies_stay_enforced(world: World) -> None:
         for k, v in {**headers, "Transfer-Encoding": "chunked"}.items():
             conn.putheader(k, v)
         conn.endheaders(chunked)
-        resp = conn.getresponse()
-        status, body = resp.status, resp.read().decode()
+        answer = conn.getresponse()
+        status, body = answer.status, answer.read().decode()
     finally:
         conn.close()
     assert status in (200, 400), body[:300]
