@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Request, Response, g, jsonify, request
 from openbrokerapi.api import get_blueprint
 from openbrokerapi.auth import BrokerAuthenticator
 from openbrokerapi.request_filter import check_version, print_request
@@ -99,35 +99,40 @@ def create_app(
 
     @app.before_request
     def _guard() -> Any:
+        req = request._get_current_object()  # type: ignore[attr-defined]  # once, not per proxy access
         g.started = time.perf_counter()
         g.request_id_token = jsonlog.request_id_var.set(
-            (request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4()))[:128]
+            (req.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4()))[:128]
         )
-        if request.path in OPEN_PATHS:
+        rule = req.url_rule
+        g.endpoint = rule.endpoint if rule is not None else "unmatched"
+        operation = g.operation = _OPERATIONS.get(g.endpoint)
+        if req.path in OPEN_PATHS:
             return None
         try:
             auth.check()
-            validation.check_api_version(request.headers.get("X-Broker-API-Version"))
-            operation = _operation()
-            if operation is not None and request.method != "OPTIONS":
-                _check_request(operation, broker)
+            validation.check_api_version(req.headers.get("X-Broker-API-Version"))
+            if operation is not None and req.method != "OPTIONS":
+                _check_request(req, operation, broker)
         except TenantMetricsError as exc:
-            return _error_response(to_osb_error(exc, _operation()))
+            return _error_response(to_osb_error(exc, operation))
         return None
 
     @app.after_request
     def _record(response: Response) -> Response:
+        req = request._get_current_object()  # type: ignore[attr-defined]
         rid = jsonlog.request_id_var.get()
         if rid:
             response.headers[REQUEST_ID_HEADER] = rid
-        endpoint = str(_operation() or (request.url_rule.endpoint if request.url_rule else "unmatched"))
+        operation = g.get("operation")
+        endpoint = operation.value if operation is not None else g.get("endpoint", "unmatched")
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.observe(endpoint, request.method, response.status_code, elapsed)
-        if request.path not in OPEN_PATHS:
+        status = response.status_code
+        metrics.observe(endpoint, req.method, status, elapsed)
+        if req.path not in OPEN_PATHS and log.isEnabledFor(logging.INFO):
             log.info(
-                "%s %s %s", request.method, request.path, response.status_code,
-                extra={"endpoint": endpoint, "status": response.status_code,
-                       "duration_ms": round(elapsed * 1000, 2)},
+                "%s %s %s", req.method, req.path, status,
+                extra={"endpoint": endpoint, "status": status, "duration_ms": round(elapsed * 1000, 2)},
             )
         return response
 
@@ -157,24 +162,20 @@ def create_app(
     return app
 
 
-def _operation() -> Operation | None:
-    rule = request.url_rule
-    if rule is None or not rule.endpoint.startswith(_BLUEPRINT + "."):
-        return None
-    return Operation(rule.endpoint.split(".", 1)[1])
+_OPERATIONS = {f"{_BLUEPRINT}.{op.value}": op for op in Operation}
 
 
-def _check_request(operation: Operation, broker: TenantMetricsBroker) -> None:
+def _check_request(req: Request, operation: Operation, broker: TenantMetricsBroker) -> None:
     """Refuse anything openbrokerapi would mishandle, before it sees the request."""
     catalog = broker.catalog_
-    view = request.view_args or {}
-    validation.originating_identity(request.headers.get("X-Broker-API-Originating-Identity"), None)
+    view = req.view_args or {}
+    validation.originating_identity(req.headers.get("X-Broker-API-Originating-Identity"), None)
     if "instance_id" in view:
         validation.check_id("instance_id", view["instance_id"])
     if "binding_id" in view:
         validation.check_id("binding_id", view["binding_id"])
     if operation in (Operation.PROVISION, Operation.UPDATE, Operation.BIND):
-        body = validation.parse_body(_read_body(), request.mimetype)
+        body = validation.parse_body(_read_body(req), req.mimetype)
         if operation is Operation.PROVISION:
             validation.provision_request(view["instance_id"], body, catalog)
         elif operation is Operation.UPDATE:
@@ -182,12 +183,12 @@ def _check_request(operation: Operation, broker: TenantMetricsBroker) -> None:
         else:
             validation.bind_request(view["instance_id"], view["binding_id"], body, catalog)
     elif operation in (Operation.DEPROVISION, Operation.UNBIND):
-        validation.delete_query(request.args, catalog)
+        validation.delete_query(req.args, catalog)
     elif operation is not Operation.CATALOG:
-        validation.optional_query(request.args, catalog)
+        validation.optional_query(req.args, catalog)
 
 
-def _read_body() -> bytes:
+def _read_body(request: Request) -> bytes:
     limit = request.max_content_length or 0
     too_large = validation.PayloadTooLarge(f"the request body must be at most {limit} bytes")
     if request.content_length is not None:
