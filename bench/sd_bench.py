@@ -195,8 +195,10 @@ def markdown(results: list[dict[str, Any]], command: str) -> str:
     lines = [
         "# sd benchmark: one discovery cycle at 100, 1,000 and 10,000 Aiven services",
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}.",
+        (
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}."
+        ),
         "",
         "Reproduce:",
         "",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -83,7 +83,7 @@ class FakeServer:
         self.url = ""
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> FakeServer:
+    def start(self) -> Self:
         server = ThreadingHTTPServer((self._host, self._port), _make_handler(self))
         server.daemon_threads = True
         self._server = server
@@ -105,8 +105,10 @@ class FakeServer:
             self._thread.join(timeout=5)
             self._server = None
 
-    def __enter__(self) -> FakeServer:
-        return self.start() if self._server is None else self
+    def __enter__(self) -> Self:
+        if self._server is None:
+            self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -223,7 +225,7 @@ def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                     return
             try:
                 reply = fake.route(req)
-            except Exception as exc:  # a bug in the fake must show as a 500, not hang the client
+            except Exception as exc:  # noqa: BLE001 - a bug in the fake must show as a 500, not hang the client
                 reply = Reply.json(500, {"message": f"fake server error: {exc!r}"})
             if fault is not None and fault.kind is FaultKind.TRUNCATE:
                 self._send_truncated(reply)

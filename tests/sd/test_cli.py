@@ -169,7 +169,7 @@ def test_two_sd_processes_at_once_integrate_each_service_once(harness: Harness) 
         for _ in range(3)
     ]
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     for t in tenants:
         assert len(h.aiven.integrations_for(t.aiven_name, ENDPOINT)) == 1, t.aiven_name
