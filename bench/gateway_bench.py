@@ -281,7 +281,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], rewrites: list[tuple[str
         f"--workers {args.workers} --threads {args.threads}",
         "```",
         "",
-        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; {prom_version}.",
+        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; {prom_version}. "
+        f"Load average when the report was written: {os.getloadavg()[0]:.1f}.",
         f"Data: {TENANTS * SERVICES_PER_TENANT} loopback Aiven-like exporters (fakes/exporter.py) of {TENANTS} tenants, "
         "scraped every second. The tenant queried owns 3 of them.",
         f"Gateway: `tenant-metrics gateway` (gunicorn gthread, {args.workers} workers x {args.threads} threads), SQLite.",
@@ -289,7 +290,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], rewrites: list[tuple[str
         "queries at a 2 s step; clients are separate processes with keep-alive sessions, "
         f"{args.seconds:g} s measured per row after a warm-up, in {args.rounds} rounds interleaved with the other targets. Direct and Caddy get the same queries with the "
         "tenant matcher already written in, so Prometheus does the same work for all three.",
-        "All processes (Prometheus, gateway, Caddy and the clients) share the same CPUs.",
+        "All processes (Prometheus, gateway, Caddy and the clients) share the same CPUs, and the "
+        "machine may be running other work: compare rows of one run, not figures across runs.",
         "",
         "| target | clients | requests | throughput (req/s) | p50 (ms) | p99 (ms) |",
         "|---|---:|---:|---:|---:|---:|",
