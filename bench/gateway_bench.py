@@ -274,7 +274,7 @@ def write_report(out: Path, rows: list[dict[str, Any]], rewrites: list[tuple[str
         "Direct Prometheus vs " + ("Caddy (basic auth reverse proxy) vs " if have_caddy else "")
         + "the tenant gateway on gunicorn, in one run on the same Prometheus and data.",
         "",
-        "Reproduce (about 1-2 minutes):",
+        "Reproduce (about 2-3 minutes):",
         "",
         "```",
         f".venv/bin/python -m bench.gateway_bench --seconds {args.seconds:g} --rounds {args.rounds} "
