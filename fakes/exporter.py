@@ -100,7 +100,8 @@ def render_metrics(
         ("net_bytes_sent", "counter", {"interface": "eth0"}, 2_000_000.0 + 8192.0 * elapsed),
         ("diskio_reads", "counter", {"name": "nvme0n1"}, 10_000.0 + 7.0 * elapsed),
         ("diskio_writes", "counter", {"name": "nvme0n1"}, 20_000.0 + 11.0 * elapsed),
-        (f"{fam}_cluster_health_status", "gauge", cluster, 1.0),  # 1 green, 2 yellow, 3 red
+        # Telegraf drops the string field "status" and keeps "status_code": 1 green, 2 yellow, 3 red.
+        (f"{fam}_cluster_health_status_code", "gauge", cluster, 1.0),
         (f"{fam}_cluster_health_number_of_nodes", "gauge", cluster, 3.0),
         (f"{fam}_cluster_health_active_shards", "gauge", cluster, 30.0),
         (f"{fam}_cluster_health_unassigned_shards", "gauge", cluster, 0.0),

@@ -28,7 +28,7 @@ def test_serves_aiven_like_metrics_with_basic_auth() -> None:
             "system_load1",
             "net_bytes_recv",
             "opensearch_clusterstats_indices_count",
-            "opensearch_cluster_health_status",
+            "opensearch_cluster_health_status_code",
             "opensearch_jvm_mem_heap_used_percent",
         ):
             assert f"\n{name}{{" in body
@@ -44,7 +44,7 @@ def test_values_move_and_legacy_type_uses_elasticsearch_family() -> None:
     later = exporter.render_metrics(
         exporter.NodeIdentity("s", "s-1", service_type="elasticsearch"), 60.0, 2
     )
-    assert "elasticsearch_cluster_health_status{" in first and "opensearch_" not in first
+    assert "elasticsearch_cluster_health_status_code{" in first and "opensearch_" not in first
     assert first != later
 
 

@@ -11,18 +11,17 @@ import pytest
 from dashboards import build
 from fakes.exporter import NodeIdentity, render_metrics
 from tests.ui.dashboards_util import dashboard_files, expressions, load, substitute
-from tests.ui.world import supplement
 
 FILES = dashboard_files()
 ALL = {"org": ".*", "space": ".*", "instance": ".*"}
 
 
 def _emitted_names() -> set[str]:
-    """Metric names an Aiven node emits (per the fake exporter, plus the fixture's supplement)."""
+    """Metric names an Aiven node emits (per the fake exporter)."""
     names = {"up"}
     for kind in ("opensearch", "elasticsearch"):
         identity = NodeIdentity(service="s", node="s-1", service_type=kind)
-        text = render_metrics(identity, 10.0, 1) + supplement(identity)
+        text = render_metrics(identity, 10.0, 1)
         names |= {line.split("{", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
     return names
 

@@ -27,18 +27,6 @@ from tests.support import free_port, wait_http
 CREDENTIALS_KEY = credentials.derive_key("tests-ui-credentials-key-material")
 
 
-def supplement(identity: NodeIdentity) -> str:
-    """Series Aiven emits that fakes/exporter.py does not (yet): Telegraf's cluster health code.
-
-    Telegraf's elasticsearch input turns the string field ``status`` into the number
-    ``status_code`` (1 green, 2 yellow, 3 red); only numbers reach the Prometheus output.
-    """
-    fam = "elasticsearch" if identity.service_type == "elasticsearch" else "opensearch"
-    tags = (f'cloud="{identity.cloud}",cluster_name="{identity.service}",host="{identity.node}",'
-            f'project="{identity.project}",service="{identity.service}",service_type="{identity.service_type}"')
-    return f"# TYPE {fam}_cluster_health_status_code untyped\n{fam}_cluster_health_status_code{{{tags}}} 1\n"
-
-
 @dataclass(slots=True)
 class Node:
     """One Aiven-like node serving /metrics on loopback (no auth: the scrape side is not under test)."""
@@ -69,7 +57,7 @@ def start_node(identity: NodeIdentity) -> Node:
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             scrapes[0] += 1
-            body = (render_metrics(identity, time.monotonic() - started, scrapes[0]) + supplement(identity)).encode()
+            body = (render_metrics(identity, time.monotonic() - started, scrapes[0])).encode()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))
