@@ -29,6 +29,22 @@ def scrub(text: str) -> str:
     return text
 
 
+_SECRET_KEYS = re.compile(r"(?i)password|secret|token|authorization|api_key|apikey|credential")
+
+
+def _scrub_value(key: str, value: Any) -> Any:
+    """Fields passed with ``extra=`` get the same treatment as the message."""
+    if _SECRET_KEYS.search(key):
+        return "[REDACTED]"
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub_value(key, v) for v in value]
+    return value
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -43,7 +59,7 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = _scrub_value(key, value)
         if record.exc_info:
             entry["exc"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)

@@ -284,7 +284,7 @@ def run(workdir: Path, out: TextIO = sys.stdout, ready_file: Path | None = None,
                    {**env, "PORT": str(ports.broker), "BROKER_USERNAME": BROKER_USER,
                     "BROKER_PASSWORD": BROKER_PASSWORD, "GATEWAY_PUBLIC_URL": gateway_url})
             _spawn(demo, "gateway", cli + ["gateway", "--workers", "2"],
-                   {**env, "PORT": str(ports.gateway),
+                   {**env, "PORT": str(ports.gateway), "GATEWAY_BIND_HOST": "127.0.0.1",
                     "PROMETHEUS_URLS": prometheus_url or "http://127.0.0.1:9"})
             _wait(_http_ok(broker_url + "/healthz"), "the broker", 60, demo)
             _wait(_http_ok(gateway_url + "/healthz"), "the gateway", 60, demo)
