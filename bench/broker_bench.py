@@ -244,7 +244,7 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
             verdict = "meets" if ratio >= 0.5 else "misses"
             lines.append(f"- {clients} client(s): ours reaches {ratio:.0%} of the ceiling's throughput "
                          f"({verdict} the goal of at least 50%).")
-    lines += ["Where the time goes, what was done about it and what is left: docs/broker.md, section",
+    lines += ["", "Where the time goes, what was done about it and what is left: docs/broker.md, section",
               "\"Performance\". The machine is shared: look at the per-slice ratios printed on stdout.", ""]
     duration = int(len(results) * args.rounds * (args.seconds + args.warmup) + 15)
     lines += ["", f"Reproduce (PostgreSQL on 127.0.0.1:5432, trust auth; about {duration} s):",

@@ -27,6 +27,9 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 capture_output = False
+# gunicorn >= 24 opens a runtime control socket at one fixed path per user; several masters
+# on one machine (tests, benchmarks, other parts) would fight over it, and we never use it.
+control_socket_disable = True
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
