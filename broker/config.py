@@ -97,8 +97,8 @@ def check_password_strength(password: str, username: str) -> None:
         raise ConfigError(f"BROKER_PASSWORD must be at least {MIN_PASSWORD_LENGTH} characters")
     if len(set(password)) < MIN_PASSWORD_DISTINCT:
         raise ConfigError(f"BROKER_PASSWORD must use at least {MIN_PASSWORD_DISTINCT} distinct characters")
-    if username.lower() in password.lower():
-        raise ConfigError("BROKER_PASSWORD must not contain BROKER_USERNAME")
+    if password.lower() == username.lower():
+        raise ConfigError("BROKER_PASSWORD must differ from BROKER_USERNAME")
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:
