@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from gateway.enforce import TenantMatcher
 
 _DUMMY_HASH = hash_password("tenant-metrics dummy password for unknown users")
 MAX_CACHE_ENTRIES = 10000
+MAX_FIELD = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +80,13 @@ def parse_authorization(header: str | None) -> Presented:
         username, sep, password = decoded.partition(":")
         if not sep or not username or not password:
             raise Unauthenticated("malformed basic credentials")
+        if len(username) > MAX_FIELD or len(password) > MAX_FIELD or _CONTROL.search(username):
+            # Never a real credential; a NUL would even make PostgreSQL fail the lookup (503).
+            raise Unauthenticated("invalid credentials")
         return Presented(username, password)
     if scheme.lower() == "bearer" and rest:
+        if len(rest) > MAX_FIELD:
+            raise Unauthenticated("invalid credentials")
         return Presented(None, rest)
     raise Unauthenticated("unsupported authorization scheme")
 

@@ -71,15 +71,20 @@ _OPS = (
     (pp.MatchOp.Re, "=~"),
     (pp.MatchOp.NotRe, "!~"),
 )
-# Only well-formed single-line strings are removed before counting, so "(((" inside a
-# label value costs nothing. Comments are NOT removed: promql-parser ends a comment at
-# "\r" as well as "\n", and any such disagreement would hide operators from the count.
-# Anything that does not look exactly like a string or a plain matcher block is counted:
-# a mistake here can only refuse a query, never let a deep one through.
-_STRINGS = re.compile(r'"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*"'
-                      r"|'(?:[^'\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*'"
-                      r"|`[^`\x00-\x1f\x7f]*`")
-_BRACES = re.compile(r"\{[^{}#\x00-\x1f\x7f]*\}")
+# The pre-scan must see strings and comments exactly where promql-parser's lexer does:
+# text wrongly taken for a string or a comment hides operators from the count (a string
+# holding a tab, with the other quote character inside it, once did). So it mirrors the
+# lexer: "..." and '...' with backslash escapes, `...` raw to the next backtick, "#" to
+# the end of the line ("\n" or "\r"). Wherever the two could disagree, the query is
+# refused: a control or line-separator character inside a string (it must be written as
+# an escape) or inside a comment, and an unterminated string.
+_SPECIAL = re.compile(r"[\"'`#]")
+_QUOTED = {
+    '"': re.compile(r'"(?:[^"\\\x00-\x1f\x7f\x85\u2028\u2029]|\\[^\x00-\x1f\x7f\x85\u2028\u2029])*"'),
+    "'": re.compile(r"'(?:[^'\\\x00-\x1f\x7f\x85\u2028\u2029]|\\[^\x00-\x1f\x7f\x85\u2028\u2029])*'"),
+    "`": re.compile(r"`[^`\x00-\x1f\x7f\x85\u2028\u2029]*`"),
+}
+_COMMENT = re.compile(r"#[^\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]*(?:[\r\n]|\Z)")
 _BRACKETS = re.compile(r"[()\[\]{}]")
 _NEGATIVE_AT = re.compile(r"@\s*-")
 _OPERATORS = re.compile(r"==|!=|<=|>=|[-+*/%^<>]|\b(?:and|or|unless|atan2)\b", re.IGNORECASE)
@@ -128,7 +133,7 @@ def prescan(query: str, limits: QueryLimits = DEFAULT_LIMITS) -> None:
         raise EnforcementError(f"query is longer than {limits.max_length} characters")
     if "\x00" in query:
         raise EnforcementError("query contains a NUL character")
-    code = _STRINGS.sub('""', query)
+    code = _code_only(query)
     depth = deepest = 0
     for match in _BRACKETS.finditer(code):
         if match.group() in "([{":
@@ -141,9 +146,37 @@ def prescan(query: str, limits: QueryLimits = DEFAULT_LIMITS) -> None:
     if _NEGATIVE_AT.search(code):
         # promql-parser panics reading a pre-1970 @ timestamp; Grafana never sends one.
         raise EnforcementError("@ timestamps before 1970 are not supported")
-    operators = len(_OPERATORS.findall(_BRACES.sub("{}", code)))
+    operators = len(_OPERATORS.findall(code))
     if operators > limits.max_operators:
         raise EnforcementError(f"query has more than {limits.max_operators} operators")
+
+
+def _code_only(query: str) -> str:
+    """``query`` with every string replaced by ``""`` and every comment removed, as the lexer sees it."""
+    parts = []
+    pos = 0
+    while True:
+        found = _SPECIAL.search(query, pos)
+        if found is None:
+            parts.append(query[pos:])
+            return "".join(parts)
+        at = found.start()
+        parts.append(query[pos:at])
+        char = query[at]
+        if char == "#":
+            comment = _COMMENT.match(query, at)
+            if comment is None:
+                raise EnforcementError("control character in a comment")
+            pos = comment.end()
+            parts.append("\n")
+            continue
+        string = _QUOTED[char].match(query, at)
+        if string is None:
+            raise EnforcementError(
+                "unterminated string, or a control character in a string (write it as an escape, like \\t)"
+            )
+        parts.append('""')
+        pos = string.end()
 
 
 def parse(query: str, limits: QueryLimits = DEFAULT_LIMITS) -> Any:
@@ -232,7 +265,9 @@ def quote(value: str) -> str:
             out.append("\\t")
         elif ch == "\r":
             out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
+        elif code < 0x20 or 0x7F <= code <= 0x9F or code in (0x2028, 0x2029):
+            # Control and line-separator characters are always escaped: the pre-scan
+            # refuses them raw (see _QUOTED), so our own output stays acceptable to it.
             out.append(f"\\u{code:04x}")
         else:
             out.append(ch)

@@ -262,30 +262,33 @@ def federate() -> Response:
 
 @api.route("/api/v1/metadata", methods=["GET"], endpoint="metadata")
 def metadata() -> Response:
-    """Metadata is per metric name, not per series: keep only the names the tenant has."""
+    """Metadata of the tenant's own targets only.
+
+    Prometheus's /api/v1/metadata merges HELP/TYPE/UNIT per metric name across *all*
+    targets, so another tenant's exporter's HELP text would show for a shared name. The
+    per-target endpoint, filtered with ``match_target`` on the tenant label, gives only
+    what the tenant's own targets say; it is folded into /api/v1/metadata's shape here.
+    """
     params = read_params(request)
-    rebuilt = []
+    rebuilt = [("match_target", _enforce_match([])[0])]
     metric = params.single("metric")
     if metric is not None:
         if not enf.METRIC_NAME.match(metric):
-            raise InvalidInput("invalid parameter \"metric\"")
+            raise InvalidInput('invalid parameter "metric"')
         rebuilt.append(("metric", metric))
     limit = parse_limit(params.single("limit"))
-    names_answer = _forward(
-        "/api/v1/label/__name__/values", [("match[]", m) for m in _enforce_match([])], method="GET"
-    )
-    names = _json(names_answer)
-    if names is None:
-        raise UpstreamError("Prometheus could not list metric names")
-    own = set(names.get("data") or [])
-    data = _json(_forward("/api/v1/metadata", rebuilt, method="GET"))
-    if data is None:
-        raise UpstreamError("Prometheus could not list metadata")
-    meta = data.get("data") or {}
-    kept = {k: v for k, v in meta.items() if k in own} if isinstance(meta, dict) else {}
+    data = _json(_forward("/api/v1/targets/metadata", rebuilt, method="GET"))
+    merged: dict[str, list[dict[str, str]]] = {}
+    for entry in (data or {}).get("data") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("metric"), str):
+            continue
+        item = {k: str(entry.get(k, "")) for k in ("type", "help", "unit")}
+        seen = merged.setdefault(entry["metric"], [])
+        if item not in seen:
+            seen.append(item)
     if limit is not None and int(limit) > 0:
-        kept = dict(list(kept.items())[: int(limit)])
-    return _success(kept)
+        merged = dict(list(merged.items())[: int(limit)])
+    return _success(merged)
 
 
 @api.route("/api/v1/targets", methods=["GET"], endpoint="targets")

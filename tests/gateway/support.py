@@ -157,16 +157,16 @@ class RecordingUpstream:
         data: Any
         if rec.path == "/api/v1/targets":
             payload = TARGETS
-        elif rec.path == "/api/v1/metadata":
+        elif rec.path == "/api/v1/targets/metadata":
+            # What Prometheus answers for match_target={<the tenant>}: two targets, one name twice.
             payload = {
                 "status": "success",
-                "data": {
-                    "mine_total": [{"type": "counter", "help": "mine", "unit": ""}],
-                    "theirs_total": [{"type": "counter", "help": "theirs", "unit": ""}],
-                },
+                "data": [
+                    {"target": {"job": "a"}, "metric": "mine_total", "type": "counter", "help": "mine", "unit": ""},
+                    {"target": {"job": "b"}, "metric": "mine_total", "type": "counter", "help": "mine", "unit": ""},
+                    {"target": {"job": "b"}, "metric": "up_seconds", "type": "gauge", "help": "up", "unit": "seconds"},
+                ],
             }
-        elif rec.path == "/api/v1/label/__name__/values":
-            payload = {"status": "success", "data": ["mine_total"]}
         else:
             data = {"resultType": "vector", "result": [], "upstream": self.name}
             payload = {"status": "success", "data": data}

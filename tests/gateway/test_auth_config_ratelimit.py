@@ -59,6 +59,19 @@ def test_ttl_above_one_second_is_refused() -> None:
         Authenticator(None, ttl=1.5)  # type: ignore[arg-type]
 
 
+def test_nul_in_username_is_401_on_every_database(database_url: str) -> None:
+    tenant = add_tenant(database_url, "space", "org-1", "space-1")
+    engine = db.make_engine(database_url)
+    try:
+        auth = Authenticator(db.make_session_factory(engine))
+        for user in (f"{tenant.username}\x00", "\x00", f"tm-\x00{tenant.password}"):
+            with pytest.raises(Unauthenticated):
+                auth.authenticate(_basic(user, tenant.password))
+        assert auth.authenticate(_basic(tenant.username, tenant.password)).value == "space-1"
+    finally:
+        engine.dispose()
+
+
 def test_database_unreachable_is_upstream_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     engine = db.make_engine(f"sqlite:///{tmp_path / 'missing' / 'x.sqlite3'}")
     auth = Authenticator(db.make_session_factory(engine))
@@ -70,7 +83,10 @@ def test_database_unreachable_is_upstream_error(tmp_path) -> None:  # type: igno
     "header",
     [None, "", "Basic", "Basic ===", "Basic " + base64.b64encode(b"nocolon").decode(),
      "Basic " + base64.b64encode(b":password").decode(), "Basic " + base64.b64encode(b"user:").decode(),
-     "Basic " + base64.b64encode(b"\xff\xfe:x").decode(), "Bearer", "Token abc"],
+     "Basic " + base64.b64encode(b"\xff\xfe:x").decode(), "Bearer", "Token abc",
+     "Basic " + base64.b64encode(b"tm-x\x00:password").decode(), "Basic " + base64.b64encode(b"\x00:p").decode(),
+     "Basic " + base64.b64encode(b"u\n:p").decode(), "Basic " + base64.b64encode(b"u:" + b"p" * 600).decode(),
+     "Bearer " + "t" * 600],
 )
 def test_malformed_authorization(header: str | None) -> None:
     with pytest.raises(Unauthenticated):

@@ -250,12 +250,20 @@ def test_targets_filtered_to_the_tenant(gateway, tenants, rec) -> None:
     assert [t["labels"]["cf_organization_guid"] for t in org] == ["org-2"]
 
 
-def test_metadata_filtered_to_the_tenants_metric_names(gateway, tenants, rec) -> None:
+def test_metadata_comes_from_the_tenants_own_targets(gateway, tenants, rec) -> None:
     url, _ = gateway
-    body = requests.get(url + "/api/v1/metadata", auth=tenants["a"].auth).json()
-    assert body == {"status": "success", "data": {"mine_total": [{"type": "counter", "help": "mine", "unit": ""}]}}
-    names_call = next(r for r in rec.requests if r.path == "/api/v1/label/__name__/values")
-    assert names_call.get("match[]") == [f"{{{T_A}}}"]
+    body = requests.get(url + "/api/v1/metadata", params={"metric": "mine_total", "x": "y"}, auth=tenants["a"].auth).json()
+    assert body == {
+        "status": "success",
+        "data": {
+            "mine_total": [{"type": "counter", "help": "mine", "unit": ""}],
+            "up_seconds": [{"type": "gauge", "help": "up", "unit": "seconds"}],
+        },
+    }
+    assert rec.paths() == ["/api/v1/targets/metadata"]
+    assert rec.last().params() == [("match_target", f"{{{T_A}}}"), ("metric", "mine_total")]
+    bad = requests.get(url + "/api/v1/metadata", params={"metric": "a{b}"}, auth=tenants["a"].auth)
+    _error(bad, 400, "bad_data")
 
 
 def test_rules_and_alerts_are_empty(gateway, tenants, rec) -> None:
