@@ -21,6 +21,9 @@ from common.labels import Scope
 from common.models import ID_LENGTH, NAME_LENGTH
 
 MIN_API_VERSION = (2, 13)
+# PostgreSQL text cannot hold NUL, and no id or name needs a control character: refusing
+# them here keeps such input a 400 instead of a database error (503).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _VERSION = re.compile(r"^\s*(\d{1,4})\.(\d{1,4})\s*$")
 
 
@@ -64,13 +67,17 @@ def originating_identity(value: str | None, request_id: str | None) -> Caller:
     if not isinstance(decoded, dict):
         raise InvalidInput("X-Broker-API-Originating-Identity must carry a JSON object")
     user_id = decoded.get("user_id")
-    return Caller(platform=platform[:64] or None, user_id=str(user_id) if user_id is not None else None,
-                  request_id=request_id)
+    user = str(user_id) if user_id is not None else None
+    if "\x00" in platform or (user is not None and "\x00" in user):
+        raise InvalidInput("X-Broker-API-Originating-Identity must not contain NUL characters")
+    return Caller(platform=platform[:64] or None, user_id=user, request_id=request_id)
 
 
 def check_id(kind: str, value: str) -> str:
     if not value or len(value) > ID_LENGTH:
         raise InvalidInput(f"{kind} must be 1 to {ID_LENGTH} characters")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{kind} must not contain control characters")
     return value
 
 
@@ -205,6 +212,8 @@ def _string(body: Mapping[str, Any], key: str, required: bool, where: str = "") 
         raise InvalidInput(f"{where}{key} must be a non-empty string")
     if len(value) > ID_LENGTH:
         raise InvalidInput(f"{where}{key} must be at most {ID_LENGTH} characters")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{where}{key} must not contain control characters")
     return value
 
 
@@ -234,4 +243,6 @@ def _name(context: Mapping[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidInput(f"context.{key} must be a string")
+    if "\x00" in value:
+        raise InvalidInput(f"context.{key} must not contain NUL characters")
     return value[:NAME_LENGTH]

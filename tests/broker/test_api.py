@@ -270,3 +270,14 @@ def test_repeat_bind_after_a_key_rotation_returns_working_credentials(
     row = _fresh(db).get(Binding, "bind-1")
     assert row is not None and credentials.verify(creds["password"], row.password_sha256)
     assert not credentials.verify(before["password"], row.password_sha256)
+
+
+def test_nul_bytes_are_400_not_a_database_error(osb: Osb) -> None:
+    # PostgreSQL text cannot hold NUL: it must never get that far.
+    r = osb.provision("inst%00x")
+    assert r.status_code == 400 and "control characters" in r.json()["description"]
+    r = osb.provision("inst-1", osb.provision_body(space="s\x00"))
+    assert r.status_code == 400
+    osb.provision("inst-1")
+    assert osb.request("GET", "/v2/service_instances/inst-1%00").status_code == 400
+    assert osb.unbind("inst-1", "b%00").status_code == 400
