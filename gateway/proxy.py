@@ -280,10 +280,12 @@ def metadata() -> Response:
     data = _json(_forward("/api/v1/targets/metadata", rebuilt, method="GET"))
     merged: dict[str, list[dict[str, str]]] = {}
     for entry in (data or {}).get("data") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("metric"), str):
+        # With ?metric=, Prometheus leaves "metric" out of each entry.
+        name = entry.get("metric", metric) if isinstance(entry, dict) else None
+        if not isinstance(name, str):
             continue
         item = {k: str(entry.get(k, "")) for k in ("type", "help", "unit")}
-        seen = merged.setdefault(entry["metric"], [])
+        seen = merged.setdefault(name, [])
         if item not in seen:
             seen.append(item)
     if limit is not None and int(limit) > 0:

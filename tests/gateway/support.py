@@ -157,6 +157,11 @@ class RecordingUpstream:
         data: Any
         if rec.path == "/api/v1/targets":
             payload = TARGETS
+        elif rec.path == "/api/v1/targets/metadata" and rec.get("metric"):
+            # With ?metric=, Prometheus leaves "metric" out of each entry.
+            payload = {"status": "success", "data": [
+                {"target": {"job": "a"}, "type": "counter", "help": "mine", "unit": ""},
+            ]}
         elif rec.path == "/api/v1/targets/metadata":
             # What Prometheus answers for match_target={<the tenant>}: two targets, one name twice.
             payload = {
