@@ -43,7 +43,7 @@ TENANT_LABEL, TENANT_VALUE = "cf_space_guid", "space-0"
 INSTANT = [
     "sum by (cf_service_instance_guid) (rate(net_bytes_recv[1m]))",
     "avg by (cf_service_instance_guid) (cpu_usage_idle)",
-    "opensearch_cluster_health_status",
+    "opensearch_cluster_health_status_code",
     "max by (cf_service_instance_guid) (disk_used_percent)",
 ]
 RANGE = [
