@@ -110,11 +110,13 @@ def _upstream_headers() -> dict[str, str]:
     return headers
 
 
-def _forward(path: str, params: list[tuple[str, str]], method: str | None = None) -> UpstreamResponse:
+def _forward(path: str, params: list[tuple[str, str]], method: str = "POST") -> UpstreamResponse:
+    """Query endpoints are always POSTed upstream, whatever the client used: a form body
+    has no length limit and costs less CPU to send than a long URL (urllib3 re-checks
+    every character of a URL). Endpoints that only take GET pass ``method="GET"``."""
     gw = _gw()
-    upstream_method = "POST" if (method or request.method) == "POST" else "GET"
     return gw.upstreams.request(
-        upstream_method,
+        method,
         path,
         params,
         headers=_upstream_headers(),

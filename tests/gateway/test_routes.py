@@ -93,7 +93,8 @@ def test_query_get_is_rebuilt_and_enforced(gateway, tenants, rec) -> None:
     assert "Set-Cookie" not in resp.headers
     got = rec.last()
     assert got.path == "/api/v1/query"
-    assert got.method == "GET"
+    assert got.method == "POST"  # always a form body upstream
+    assert got.query == []
     assert got.params() == [("query", f'up{{{T_A},job="x"}}'), ("time", "1700000000.000"), ("timeout", "30s")]
     for header in ("X-Scope-Orgid", "Cookie", "Authorization", "X-Forwarded-For"):
         assert header not in got.headers
