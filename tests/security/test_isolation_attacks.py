@@ -1,9 +1,10 @@
 """Adversarial tests of tenant isolation against a real running system (tests/security/world.py).
 
 Each test is one attack. It passes when the system resists it and fails when the attack
-works. Attacks that currently work are marked ``xfail(strict=True)`` with the reason:
-the day the bug is fixed the test XPASSes, strict makes that a failure, and the marker
-must be removed.
+works. An attack found to work is marked ``xfail(strict=True)`` with the reason until it
+is fixed (strict: the fix turns the XPASS into a failure, so the marker cannot linger).
+None is open today: the four found in review (two parser-crash hiders, cross-tenant
+metadata HELP text, NUL usernames on PostgreSQL) are fixed and pass.
 """
 
 from __future__ import annotations
@@ -362,9 +363,6 @@ def test_metadata_lists_only_metric_names_the_tenant_has(world: World, tenant: s
     assert resp.json()["data"] == {}
 
 
-@pytest.mark.xfail(strict=True, reason="SECURITY: /api/v1/metadata keeps a metric name the tenant has but relays "
-                   "every target's HELP/TYPE/UNIT for it, so another tenant's exporter's HELP text shows "
-                   "(Prometheus dedups metadata per name across all targets)")
 def test_metadata_help_text_of_other_tenants_exporters_is_not_shown(world: World) -> None:
     for params in ({}, {"metric": "shared_metric"}):
         resp = gw(world, "alpha", "GET", "/api/v1/metadata", params=params)
@@ -541,13 +539,9 @@ def test_credential_tricks_are_refused(world: World) -> None:
     assert {k: v for k, v in answers.items() if v != (401, True, "error", 401)} == {}
 
 
-def test_nul_in_the_username_is_a_plain_401(world: World, request: pytest.FixtureRequest) -> None:
-    """A NUL byte in the Basic username must be refused like any wrong username, not break the lookup."""
-    if world.database_url.startswith("postgresql"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG: on PostgreSQL a NUL byte in the Basic username reaches the SQL lookup, psycopg raises "
-            "(PostgreSQL text cannot hold NUL), gateway.auth maps it to UpstreamError: any unauthenticated "
-            "client gets 503 'credential store unavailable' (API and /ui/) instead of 401")))
+def test_nul_in_the_username_is_a_plain_401(world: World) -> None:
+    """A NUL byte in the Basic username must be refused like any wrong username, not break the lookup
+    (on PostgreSQL it once reached the SQL and came back as a 503 'credential store unavailable')."""
     a = world.tenants["alpha"]
     for user in (f"{a.username}\x00", "\x00", f"tm-\x00{GUESSED_SECRET}"):
         header = "Basic " + _b64(f"{user}:{a.password}")
@@ -658,21 +652,12 @@ def test_bounded_query_shapes_are_refused_quickly(world: World) -> None:
         assert time.monotonic() - began < 2
 
 
-_HIDING_REASON = (
-    "SECURITY (DoS): gateway.enforce.prescan removes only strings without control characters, so a string "
-    "that holds a tab or newline is not removed but the other quote character inside it then opens a "
-    "'string' that swallows real code: the operators after it are not counted. With '+1' * 5000 behind it "
-    "(10 kB, one POST) promql-parser segfaults the gunicorn worker, killing every request in flight on it"
-)
 # (text before, text after) the operators: ways to hide code from a bound counted on the text.
 HIDERS = [
     pytest.param("up #\r", "", id="cr-ends-comment"),
-    pytest.param('label_join(up, "x", `\n"`)', ' + label_join(up, "y", "z")', id="dq-in-raw-string-with-newline",
-                 marks=pytest.mark.xfail(strict=True, reason=_HIDING_REASON)),
-    pytest.param("label_join(up, \"x\", '\t\"')", ' + label_join(up, "y", "z")', id="dq-in-sq-string-with-tab",
-                 marks=pytest.mark.xfail(strict=True, reason=_HIDING_REASON)),
-    pytest.param('label_join(up, "x", "\t\'")', " + label_join(up, 'y', 'z')", id="sq-in-dq-string-with-tab",
-                 marks=pytest.mark.xfail(strict=True, reason=_HIDING_REASON)),
+    pytest.param('label_join(up, "x", `\n"`)', ' + label_join(up, "y", "z")', id="dq-in-raw-string-with-newline"),
+    pytest.param("label_join(up, \"x\", '\t\"')", ' + label_join(up, "y", "z")', id="dq-in-sq-string-with-tab"),
+    pytest.param('label_join(up, "x", "\t\'")', " + label_join(up, 'y', 'z')", id="sq-in-dq-string-with-tab"),
 ]
 
 
