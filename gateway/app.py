@@ -35,7 +35,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.params import LimitExceeded
 from gateway.proxy import Gateway, api
 from gateway.ratelimit import RateLimiter
-from gateway.ui import create_ui_blueprint
+from gateway.ui import DOCS_BLUEPRINT, create_docs_blueprint, create_ui_blueprint
 from gateway.upstream import Upstreams
 
 log = logging.getLogger("gateway")
@@ -106,6 +106,8 @@ def create_app(
     app.register_blueprint(api)
     # The tenant page (gateway/ui) checks credentials itself, with the same realm.
     app.register_blueprint(create_ui_blueprint(authenticator.authenticate, realm="tenant-metrics"))
+    # The tenant guide is public: it is the catalog's documentation URL, read before any credential exists.
+    app.register_blueprint(create_docs_blueprint())
 
     @app.route("/healthz", methods=["GET"], endpoint="healthz")
     def healthz() -> Response:
@@ -128,7 +130,7 @@ def create_app(
         given = request.headers.get("X-Request-Id", "")
         # A client's id is kept only if it is plainly an id (it ends up in every log line).
         request_id_var.set(given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex)
-        if request.endpoint in PUBLIC_ENDPOINTS or (request.blueprint or "") == "tenant_ui":
+        if request.endpoint in PUBLIC_ENDPOINTS or (request.blueprint or "") in ("tenant_ui", DOCS_BLUEPRINT):
             return
         try:
             g.tenant = authenticator.authenticate(request.headers.get("Authorization"))

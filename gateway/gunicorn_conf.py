@@ -26,6 +26,11 @@ errorlog = "-"
 # Workers are recycled now and then: a leak (or a parser bug) cannot grow forever.
 max_requests = 20000
 max_requests_jitter = 2000
+# gunicorn's ceiling for a request line (its default is 4094): long GET queries get as far as
+# the gateway's own length limit, which answers in Prometheus's format. Longer ones: use POST.
+limit_request_line = 8190
+# Every gunicorn master on a machine would otherwise fight over ~/.gunicorn/gunicorn.ctl.
+control_socket_disable = True
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _dir = tempfile.mkdtemp(prefix="tenant-metrics-gateway-prom-")

@@ -511,3 +511,19 @@ def test_client_request_ids_are_kept_only_when_plain(gateway, tenants, rec, capl
     ids = [getattr(r, "request_id", None) for r in caplog.records if r.getMessage() == "request"]
     assert ids[-2] == "abc-123"
     assert ids[-1] and "password" not in ids[-1] and len(ids[-1]) == 32
+
+
+def test_tenant_guide_is_public_at_the_catalogs_documentation_url(gateway, tenants, rec) -> None:
+    """The broker's default documentationUrl is {GATEWAY_PUBLIC_URL}/docs/tenant-guide.md."""
+    from broker.config import from_env as broker_settings
+
+    url, _ = gateway
+    settings = broker_settings({"BROKER_USERNAME": "cc", "BROKER_PASSWORD": "a-long-broker-secret-123",
+                                "GATEWAY_PUBLIC_URL": url})
+    doc_url = settings.catalog.documentation_url
+    assert doc_url == url + "/docs/tenant-guide.md"
+    resp = requests.get(doc_url)
+    assert resp.status_code == 200 and "cf create-service-key" in resp.text
+    # Public means only the guide: the API next to it still needs credentials.
+    assert requests.get(url + "/api/v1/query", params={"query": "up"}).status_code == 401
+    assert requests.get(url + "/docs/../api/v1/query", params={"query": "up"}).status_code in (401, 404)
