@@ -1,0 +1,1 @@
+"""Benchmarks: figures go to docs/bench/*.md (summarised in docs/benchmarks.md). Run: make bench."""
