@@ -21,7 +21,7 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from bench.gateway_world import free_port, start_gateway, stop, wait_http
+from bench.gateway_world import free_port, start_gateway, stop, wait_for_series, wait_http
 from broker.app import create_app as create_broker
 from broker.config import from_env as broker_from_env
 from common import db
@@ -69,20 +69,6 @@ def _bind(broker: str, service_id: str, plan_id: str, org: str, space: str) -> t
     return creds["username"], creds["password"]
 
 
-def _wait_series(url: str, query: str, expected: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    got = -1
-    while time.monotonic() < deadline:
-        try:
-            got = len(requests.get(url + "/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"])
-            if got >= expected:
-                return
-        except (requests.RequestException, KeyError, ValueError):
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"{query!r}: {got} series on {url}, wanted {expected}")
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmWorld]:
     work = tmp_path_factory.mktemp("vm-e2e")
@@ -107,7 +93,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmWorld]:
         procs.append(vm)
         backend = f"http://127.0.0.1:{port}"
         wait_http(backend + "/health", timeout=60)
-        _wait_series(backend, "cpu_usage_idle", 2)
+        wait_for_series(backend, "cpu_usage_idle", 2)
         settings = broker_from_env({"BROKER_USERNAME": BROKER_USER, "BROKER_PASSWORD": BROKER_PASSWORD,
                                     "DATABASE_URL": database_url})
         broker_app = create_broker(settings, registry=CollectorRegistry(), configure_logging=False)
