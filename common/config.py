@@ -8,6 +8,7 @@ variable's name before anything starts.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -108,7 +109,7 @@ def get_float(env: Mapping[str, str], name: str, default: float, minimum: float 
         value = float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if value != value or value < minimum:
+    if math.isnan(value) or value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw}")
     return value
 

@@ -226,7 +226,7 @@ def _prometheus(demo: Demo, env: dict[str, str], ports: Ports) -> str | None:
     if binary is None:
         demo.say("  Prometheus: not installed (apt-get install prometheus); the gateway will answer 503")
         return None
-    printed = subprocess.run([sys.executable, "-m", "common", "sd", "prometheus-config"], env=env,
+    printed = subprocess.run([sys.executable, "-m", "common", "sd", "prometheus-config"], check=False, env=env,
                              cwd=demo.workdir, capture_output=True, text=True, timeout=60)
     if printed.returncode != 0:
         raise DemoError(f"sd prometheus-config failed: {printed.stderr.strip()[-500:]}")
@@ -291,11 +291,13 @@ def run(workdir: Path, out: TextIO = sys.stdout, ready_file: Path | None = None,
             demo.say("[6/6] provisioning and binding two tenants through the broker's OSB API")
             creds = _provision_and_bind(broker_url)
             if prometheus_url:
-                first = creds[TENANTS[0].label]
-                _wait(lambda: bool(requests.get(gateway_url + "/api/v1/query", params={"query": "up"},
-                                                auth=(first["username"], first["password"]), timeout=5)
-                                   .json().get("data", {}).get("result")),
-                      "the first scrape to reach the gateway", 90, demo)
+                for t in TENANTS:  # every tenant's services scraped at least once
+                    cred = creds[t.label]
+                    _wait(lambda cred=cred: bool(  # type: ignore[misc]
+                        requests.get(gateway_url + "/api/v1/query", params={"query": "up == 1"},
+                                     auth=(cred["username"], cred["password"]), timeout=5)
+                        .json().get("data", {}).get("result")),
+                        f"{t.label}'s first scrape to reach the gateway", 90, demo)
             _print_guide(demo, broker_url, gateway_url, prometheus_url, creds)
             if ready_file is not None:
                 ready_file.write_text(json.dumps({"gateway": gateway_url, "broker": broker_url,
