@@ -106,12 +106,16 @@ def parse_duration(value: str, name: str) -> float:
 
 
 def format_seconds(seconds: float) -> str:
-    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s" if seconds != int(seconds) else f"{int(seconds)}s"
+    """Whole seconds as a duration ("15s"); fractions as plain float seconds ("0.25"), because
+    Prometheus's duration syntax has no fractions ("1.5s" does not parse) but floats do."""
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds:.6f}".rstrip("0").rstrip(".")
 
 
 def parse_limit(value: str | None) -> str | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:  # "١٢".isdigit() is True
         raise InvalidInput('invalid parameter "limit": must be a non-negative integer')
     return str(int(value))

@@ -344,5 +344,6 @@ def alerts() -> Response:
 @api.route("/api/v1/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], endpoint="refused")
 def refused(rest: str) -> Response:
     if rest.startswith(REFUSED_PREFIXES):
-        raise Forbidden(f"/api/v1/{rest.split('/')[0]} is not available through the tenant gateway")
+        prefix = next(p for p in REFUSED_PREFIXES if rest.startswith(p))
+        raise Forbidden(f"/api/v1/{prefix.rstrip('/')} is not available through the tenant gateway")
     raise NotFound("unknown API endpoint")

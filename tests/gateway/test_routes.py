@@ -527,3 +527,31 @@ def test_tenant_guide_is_public_at_the_catalogs_documentation_url(gateway, tenan
     # Public means only the guide: the API next to it still needs credentials.
     assert requests.get(url + "/api/v1/query", params={"query": "up"}).status_code == 401
     assert requests.get(url + "/docs/../api/v1/query", params={"query": "up"}).status_code in (401, 404)
+
+
+def test_fractional_step_is_sent_as_float_seconds(gateway, tenants, rec) -> None:
+    """Prometheus's duration syntax has no fractions ("1.5s" fails there); float seconds parse."""
+    url, _ = gateway
+    resp = requests.get(url + "/api/v1/query_range", auth=tenants["a"].auth,
+                        params={"query": "up", "start": "0", "end": "60", "step": "1.5"})
+    assert resp.status_code == 200, resp.text
+    assert ("step", "1.5") in rec.last().params()
+    resp = requests.get(url + "/api/v1/query_range", auth=tenants["a"].auth,
+                        params={"query": "up", "start": "0", "end": "1", "step": "0.0005"})
+    assert resp.status_code == 200, resp.text
+    assert ("step", "0.0005") in rec.last().params()
+
+
+@pytest.mark.parametrize("limit", ["١٢", "１２", "-1", "1e3", "x"])
+def test_limit_must_be_ascii_digits(gateway, tenants, rec, limit: str) -> None:
+    url, _ = gateway
+    resp = requests.get(url + "/api/v1/labels", params={"limit": limit}, auth=tenants["a"].auth)
+    assert _error(resp, 400, "bad_data")["error"].startswith('invalid parameter "limit"')
+
+
+def test_refusal_names_the_refused_endpoint(gateway, tenants, rec) -> None:
+    url, _ = gateway
+    resp = requests.get(url + "/api/v1/targets/metadata", auth=tenants["a"].auth)
+    assert _error(resp, 403, "bad_data")["error"] == "/api/v1/targets/metadata is not available through the tenant gateway"
+    resp = requests.get(url + "/api/v1/status/config", auth=tenants["a"].auth)
+    assert _error(resp, 403, "bad_data")["error"] == "/api/v1/status is not available through the tenant gateway"
