@@ -132,3 +132,84 @@ def test_last_upstream_5xx_is_passed_on() -> None:
             assert answer.status == 500 and answer.body is not None
         finally:
             ups.close()
+
+
+def _keepalive_server(close_after_each: bool, chunked: bool):  # type: ignore[no-untyped-def]
+    """A real HTTP/1.1 keep-alive server (Prometheus keeps connections open the same way).
+
+    ``close_after_each`` closes every connection after one answer *without* saying so,
+    as a server whose idle timeout expired does; ``chunked`` answers without a length."""
+    import http.server
+    import threading
+
+    connections: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b'{"status":"success","data":{"upstream":"keepalive"}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for part in (body[:10], body[10:]):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            self.wfile.flush()
+            if close_after_each:
+                self.close_connection = True
+
+        do_GET = do_POST
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}", connections
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_connections_are_kept_alive_and_reused(chunked: bool) -> None:
+    server, url, connections = _keepalive_server(close_after_each=False, chunked=chunked)
+    ups = Upstreams([url], GatewayMetrics.create(CollectorRegistry()), health_interval=3600)
+    try:
+        for _ in range(3):
+            answer = ups.request("POST", "/api/v1/query", [("query", "up")])
+            assert b"".join(answer.stream(8)) == b'{"status":"success","data":{"upstream":"keepalive"}}'
+        assert _served_by(ups) == "keepalive"
+        assert len(connections) == 1
+    finally:
+        ups.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_connection_closed_by_the_upstream_is_replaced_without_failover() -> None:
+    server, url, connections = _keepalive_server(close_after_each=True, chunked=False)
+    registry = CollectorRegistry()
+    ups = Upstreams([url, "http://127.0.0.1:1"], GatewayMetrics.create(registry), health_interval=3600)
+    try:
+        for _ in range(3):
+            assert _served_by(ups) == "keepalive"
+            time.sleep(0.05)  # the server's close has arrived: the idle connection is seen dead
+        assert len(connections) == 3
+        assert ups.active == 0
+        assert registry.get_sample_value("tenant_metrics_gateway_failovers_total", {"reason": "connection"}) is None
+    finally:
+        ups.close()
+        server.shutdown()
+        server.server_close()
