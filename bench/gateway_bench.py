@@ -279,21 +279,21 @@ def write_report(out: Path, rows: list[dict[str, Any]], rewrites: list[tuple[str
         "Reproduce (about 2-3 minutes):",
         "",
         "```",
-        f".venv/bin/python -m bench.gateway_bench --seconds {args.seconds:g} --rounds {args.rounds} "
-        f"--workers {args.workers} --threads {args.threads}",
+        (f".venv/bin/python -m bench.gateway_bench --seconds {args.seconds:g} --rounds {args.rounds} "
+        f"--workers {args.workers} --threads {args.threads}"),
         "```",
         "",
-        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; {prom_version}. "
-        f"Load average (1 min) when the run started: {load_at_start:.1f}.",
-        f"Data: {TENANTS * SERVICES_PER_TENANT} loopback Aiven-like exporters (fakes/exporter.py) of {TENANTS} tenants, "
-        "scraped every second. The tenant queried owns 3 of them.",
+        (f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; {prom_version}. "
+        f"Load average (1 min) when the run started: {load_at_start:.1f}."),
+        (f"Data: {TENANTS * SERVICES_PER_TENANT} loopback Aiven-like exporters (fakes/exporter.py) of {TENANTS} tenants, "
+        "scraped every second. The tenant queried owns 3 of them."),
         f"Gateway: `tenant-metrics gateway` (gunicorn gthread, {args.workers} workers x {args.threads} threads), SQLite.",
-        "Load: a Grafana-like mix, alternating instant queries (aggregations, selectors) and 2-minute range "
+        ("Load: a Grafana-like mix, alternating instant queries (aggregations, selectors) and 2-minute range "
         "queries at a 2 s step; clients are separate processes with keep-alive sessions, "
         f"{args.seconds:g} s measured per row after a warm-up, in {args.rounds} rounds interleaved with the other targets. Direct and Caddy get the same queries with the "
-        "tenant matcher already written in, so Prometheus does the same work for all three.",
-        "All processes (Prometheus, gateway, Caddy and the clients) share the same CPUs, and the "
-        "machine may be running other work: compare rows of one run, not figures across runs.",
+        "tenant matcher already written in, so Prometheus does the same work for all three."),
+        ("All processes (Prometheus, gateway, Caddy and the clients) share the same CPUs, and the "
+        "machine may be running other work: compare rows of one run, not figures across runs."),
         "",
         "| target | clients | requests | throughput (req/s) | p50 (ms) | p99 (ms) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -318,20 +318,24 @@ def write_report(out: Path, rows: list[dict[str, Any]], rewrites: list[tuple[str
         "",
         "Where the added time goes:",
         "",
-        f"- The gateway's `/healthz` (gunicorn + Flask + the app's hooks; no auth, no upstream, no "
+        (f"- The gateway's `/healthz` (gunicorn + Flask + the app's hooks; no auth, no upstream, no "
         f"enforcement) answers in **{floor:.2f} ms** at the median, seen from the same client. That is "
         f"about the same as a whole direct Prometheus query here ({direct1['p50_ms']:.2f} ms). So most of "
-        "the added latency is the Python web stack and the second loopback hop, not the enforcement.",
-        "- Parse, enforce and check take 16–45 µs per query (the table above): a few percent of the added time.",
-        "- At 16 clients, the CPU is the limit: two CPUs are shared by Prometheus, the gateway's "
+        "the added latency is the Python web stack and the second loopback hop, not the enforcement."),
+        "- Parse, enforce and check take 16–70 µs per query (the table above): a few percent of the added time.",
+        ("- The gateway runs at LOG_LEVEL=WARNING here; at the default INFO, the JSON line per request adds "
+        "about 0.045 ms of CPU."),
+        ("- A per-stage breakdown (a profile of one worker under this mix, and each stage timed alone) is in "
+        "docs/gateway.md, \"Where the time goes\"."),
+        ("- At 16 clients, the CPU is the limit: two CPUs are shared by Prometheus, the gateway's "
         "workers and 16 client processes. Every request through the gateway costs Python CPU that "
         "direct Prometheus does not spend. If Prometheus plus the client spend P + C per request, and "
         "the gateway G, the throughput kept is about (P + C) / (P + C + G). G is about as large as "
         "P + C here (the /healthz floor shows it), so about 55-65% is what this machine allows. In "
         "production the gateway runs in its own app instances and scales out, so it does not take "
-        "CPU from Prometheus.",
-        "- Other work on the machine moves the figures a lot, the 16-client ones most. Compare rows "
-        "of one run only: the rounds are interleaved so that a busy moment hits every target alike.",
+        "CPU from Prometheus."),
+        ("- Other work on the machine moves the figures a lot, the 16-client ones most. Compare rows "
+        "of one run only: the rounds are interleaved so that a busy moment hits every target alike."),
         (f"- Caddy, a compiled proxy with cached bcrypt checks, adds {caddy1['p50_ms'] - direct1['p50_ms']:.2f} ms "
          "at the median with one client. But it cannot enforce labels, which is the reason for the gateway.")
         if have_caddy else "- Caddy was not installed for this run.",
@@ -339,7 +343,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], rewrites: list[tuple[str
         "Ways to get nearer the goals, not done yet:",
         "",
         "- more CPUs, or more gateway instances: the gateway is stateless, so it scales out behind the router;",
-        "- an async server (for example uvicorn with a plain ASGI app) instead of Flask on gthread;",
+        ("- a lighter server than Flask on gunicorn gthread (each request crosses two threads there), for "
+        "example a plain WSGI or ASGI app on an event loop;"),
         "- a compiled front end for auth and proxying that calls the Python enforcement, or runs it itself.",
         "",
         f"Run took {elapsed:.0f} s.",

@@ -112,8 +112,8 @@ def _upstream_headers() -> dict[str, str]:
 
 def _forward(path: str, params: list[tuple[str, str]], method: str = "POST") -> UpstreamResponse:
     """Query endpoints are always POSTed upstream, whatever the client used: a form body
-    has no length limit and costs less CPU to send than a long URL (urllib3 re-checks
-    every character of a URL). Endpoints that only take GET pass ``method="GET"``."""
+    has no length limit, unlike a URL (Prometheus, or a proxy in front of it, may cap the
+    request line). Endpoints that only take GET pass ``method="GET"``."""
     gw = _gw()
     return gw.upstreams.request(
         method,
