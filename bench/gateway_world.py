@@ -62,6 +62,22 @@ def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
         proc.wait(timeout=timeout)
 
 
+def spawn_ready(argv: Sequence[str], log_path: Path, ready_url: str, timeout: float = 60.0,
+                env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a server process logging to ``log_path``; return once ``ready_url`` answers 2xx.
+
+    If it never does, the process is stopped before the TimeoutError propagates."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(env) if env is not None else None, cwd=str(cwd) if cwd else None)
+    try:
+        wait_http(ready_url, timeout=timeout)
+    except TimeoutError:
+        stop(proc)
+        raise
+    return proc
+
+
 def start_prometheus(
     binary: str, workdir: Path, targets: Sequence[Target], scrape_interval: str = "1s"
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -79,26 +95,10 @@ def start_prometheus(
     }
     (workdir / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     port = free_port()
-    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/-/ready", timeout=60)
-    except TimeoutError:
-        stop(proc)
-        raise
-    return proc, url
+    argv = [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    return spawn_ready(argv, workdir / "prometheus.log", url + "/-/ready", timeout=60), url
 
 
 def wait_for_series(url: str, query: str, expected: int, timeout: float = 60.0) -> None:
@@ -143,15 +143,7 @@ def start_gateway(
         **(extra_env or {}),
     }
     (workdir / "prom-multiproc").mkdir(exist_ok=True)
-    log = open(workdir / "gateway.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "common.cli", "gateway"], cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    log.close()
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/healthz", timeout=30)
-    except TimeoutError:
-        stop(proc)
-        raise
+    proc = spawn_ready([sys.executable, "-m", "common.cli", "gateway"], workdir / "gateway.log",
+                       url + "/healthz", timeout=30, env=env, cwd=REPO)
     return proc, url

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -32,45 +33,27 @@ class OwnerRow:
     refreshed_at: datetime
 
 
+def _owner_rows(session: Session, where: Any = None) -> dict[str, OwnerRow]:
+    t = _OWNERS
+    query = select(t.c.service_instance_guid, t.c.service_instance_name, t.c.space_guid, t.c.space_name,
+                   t.c.organization_guid, t.c.organization_name, t.c.missing, t.c.refreshed_at)
+    if where is not None:
+        query = query.where(where)
+    return {r[0]: OwnerRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7])
+            for r in session.execute(query)}
+
+
 def load_owners(session: Session) -> dict[str, OwnerRow]:
     """Every remembered owner (one query: the table holds one row per Aiven service)."""
-    t = _OWNERS
-    rows = session.execute(
-        select(
-            t.c.service_instance_guid,
-            t.c.service_instance_name,
-            t.c.space_guid,
-            t.c.space_name,
-            t.c.organization_guid,
-            t.c.organization_name,
-            t.c.missing,
-            t.c.refreshed_at,
-        )
-    )
-    return {r[0]: OwnerRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows}
+    return _owner_rows(session)
 
 
 def load_owners_for(session: Session, guids: Iterable[str]) -> dict[str, OwnerRow]:
     """The remembered owners of these guids (chunked IN lists, within every DB's parameter limit)."""
-    t = _OWNERS
     wanted = list(guids)
     out: dict[str, OwnerRow] = {}
     for start in range(0, len(wanted), 500):
-        rows = session.execute(
-            select(
-                t.c.service_instance_guid,
-                t.c.service_instance_name,
-                t.c.space_guid,
-                t.c.space_name,
-                t.c.organization_guid,
-                t.c.organization_name,
-                t.c.missing,
-                t.c.refreshed_at,
-            ).where(t.c.service_instance_guid.in_(wanted[start : start + 500]))
-        )
-        out.update(
-            {r[0]: OwnerRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows}
-        )
+        out.update(_owner_rows(session, _OWNERS.c.service_instance_guid.in_(wanted[start : start + 500])))
     return out
 
 

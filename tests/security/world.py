@@ -33,7 +33,14 @@ from typing import Any
 import requests
 import yaml
 
-from bench.gateway_world import REPO, free_port, start_gateway, stop, wait_for_series, wait_http
+from bench.gateway_world import (
+    REPO,
+    free_port,
+    spawn_ready,
+    start_gateway,
+    stop,
+    wait_for_series,
+)
 from common import db
 from common import labels as L
 from sd.promconfig import scrape_job
@@ -199,18 +206,10 @@ def _prometheus(binary: str, workdir: Path, exporters: dict[str, _Exporter]) -> 
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]}))
     port = free_port()
-    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    log.close()
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/-/ready", timeout=60)
-    except TimeoutError:
-        stop(proc)
-        raise
-    return proc, url
+    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    return spawn_ready(argv, workdir / "prometheus.log", url + "/-/ready", timeout=60), url
 
 
 def _broker(database_url: str, workdir: Path, gateway_url: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -228,16 +227,9 @@ def _broker(database_url: str, workdir: Path, gateway_url: str) -> tuple[subproc
         "GATEWAY_PUBLIC_URL": gateway_url,
         "LOG_LEVEL": "DEBUG",
     }
-    log = open(workdir / "broker.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "broker", "--workers", "1"], cwd=str(REPO),
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/healthz", timeout=30)
-    except TimeoutError:
-        stop(proc)
-        raise
+    proc = spawn_ready([sys.executable, "-m", "common.cli", "broker", "--workers", "1"], workdir / "broker.log",
+                       url + "/healthz", timeout=30, env=env, cwd=REPO)
     return proc, url
 
 
