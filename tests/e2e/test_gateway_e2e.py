@@ -100,6 +100,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: str) -> I
         for url in (primary_url, secondary_url):
             wait_for_series(url, "up == 1", 3)
             wait_for_series(url, "cpu_usage_idle", 3)
+            # rate() over 5 s needs two samples of every service: wait for them, not just one.
+            wait_for_series(url, "rate(net_bytes_recv[5s])", 3)
         settings = broker_from_env({
             "BROKER_USERNAME": BROKER_USER, "BROKER_PASSWORD": BROKER_PASSWORD, "DATABASE_URL": database_url,
         })
