@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,28 +60,25 @@ def load_owners_for(session: Session, guids: Iterable[str]) -> dict[str, OwnerRo
 
 
 def save_owners(session: Session, rows: Iterable[OwnerRow], now: datetime) -> None:
-    """Insert or update by guid; portable across SQLite and PostgreSQL (no dialect upsert)."""
+    """Insert or update by guid in one upsert, so sd processes resolving the same new owners
+    at once never collide on the primary key (both dialects have ON CONFLICT DO UPDATE)."""
     rows = list(rows)
     if not rows:
         return
-    t = _OWNERS
-    existing = set(
-        session.scalars(
-            select(t.c.service_instance_guid).where(
-                t.c.service_instance_guid.in_([r.instance_guid for r in rows])
-            )
-        )
-    )
-    new = [r for r in rows if r.instance_guid not in existing]
-    if new:
-        session.execute(insert(t), [_values(r, now) | {"resolved_at": now} for r in new])
-    for r in rows:
-        if r.instance_guid in existing:
-            session.execute(
-                update(t)
-                .where(t.c.service_instance_guid == r.instance_guid)
-                .values(_values(r, now))
-            )
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise ValueError(f"unsupported database dialect {dialect!r}")
+    columns = [name for name in _values(rows[0], now) if name != "service_instance_guid"]
+    for start in range(0, len(rows), 500):
+        chunk = [_values(r, now) | {"resolved_at": now} for r in rows[start : start + 500]]
+        if dialect == "postgresql":
+            pg = pg_insert(_OWNERS).values(chunk)
+            session.execute(pg.on_conflict_do_update(
+                index_elements=["service_instance_guid"], set_={c: pg.excluded[c] for c in columns}))
+        else:
+            lite = sqlite_insert(_OWNERS).values(chunk)
+            session.execute(lite.on_conflict_do_update(
+                index_elements=["service_instance_guid"], set_={c: lite.excluded[c] for c in columns}))
 
 
 def _values(r: OwnerRow, now: datetime) -> dict[str, object]:

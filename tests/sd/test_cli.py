@@ -169,8 +169,8 @@ def test_two_sd_processes_at_once_integrate_each_service_once(harness: Harness) 
         for _ in range(3)
     ]
     for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err + out[-3000:]
     for t in tenants:
         assert len(h.aiven.integrations_for(t.aiven_name, ENDPOINT)) == 1, t.aiven_name
     assert len(h.aiven.created_by) == len(tenants)
