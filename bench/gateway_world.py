@@ -1,4 +1,4 @@
-"""Real processes for the gateway's end-to-end test and benchmark: Prometheus, gunicorn.
+"""Real processes for the gateway's end-to-end test and benchmark: Prometheus, the gateway.
 
 Everything listens on 127.0.0.1 and is started with a config written to a temporary
 directory; ``stop`` terminates (then kills) each process it started.
@@ -36,12 +36,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 30.0, auth: tuple[str, str] | None = None) -> None:
+def wait_http(url: str, timeout: float = 30.0, auth: tuple[str, str] | None = None,
+              request_timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         try:
-            resp = requests.get(url, timeout=2, auth=auth)
+            resp = requests.get(url, timeout=request_timeout, auth=auth)
             if resp.ok:
                 return
             last = resp.status_code
@@ -121,7 +122,6 @@ def start_gateway(
     database_url: str,
     workdir: Path,
     workers: int = 2,
-    threads: int = 8,
     extra_env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """The gateway as production runs it: `tenant-metrics gateway` (gunicorn), in a subprocess."""
@@ -136,7 +136,6 @@ def start_gateway(
         "PORT": str(port),
         "GATEWAY_BIND_HOST": "127.0.0.1",
         "GATEWAY_WORKERS": str(workers),
-        "GATEWAY_THREADS": str(threads),
         "GATEWAY_HEALTH_CHECK_SECONDS": "0.5",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom-multiproc"),
         "LOG_LEVEL": "WARNING",

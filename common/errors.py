@@ -28,6 +28,10 @@ class NotFound(TenantMetricsError):
     pass
 
 
+class MethodNotAllowed(TenantMetricsError):
+    pass
+
+
 class Conflict(TenantMetricsError):
     pass
 

@@ -10,6 +10,8 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # Anything that looks like a credential is scrubbed before a line is written, whatever
@@ -23,7 +25,13 @@ _SECRET_PATTERNS = (
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+# One cheap search first: most lines hold none of the words the patterns need.
+_MAYBE_SECRET = re.compile(r"(?i)authorization|password|secret|token|api_?key|://")
+
+
 def scrub(text: str) -> str:
+    if not _MAYBE_SECRET.search(text):
+        return text
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -62,7 +70,10 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = _scrub_value(key, value)
         if record.exc_info:
             entry["exc"] = scrub(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (TypeError, orjson.JSONEncodeError):  # e.g. an int beyond 64 bits
+            return json.dumps(entry, default=str)
 
 
 def configure(level: str = "INFO") -> None:

@@ -1,28 +1,31 @@
-"""The gateway's WSGI app: authentication, fair use, the one error mapping, /healthz, /metrics.
+"""The gateway's aiohttp app: authentication, fair use, the one error mapping, /healthz, /metrics.
 
-Served by gunicorn: ``gunicorn -c gateway/gunicorn_conf.py "gateway.app:create_app()"``.
+Served by gunicorn with aiohttp's uvloop worker (``tenant-metrics gateway``): each worker
+process runs one event loop, so a request costs no thread hand-offs, and the upstream
+call is a non-blocking keep-alive request (docs/gateway.md, "Where the time goes").
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import math
 import os
 import re
 import time
-import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from flask import Flask, Response, g, request
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from werkzeug.exceptions import HTTPException
 
 from common import db
 from common.errors import (
     Forbidden,
     InvalidInput,
+    MethodNotAllowed,
     NotFound,
-    TenantMetricsError,
     TooManyRequests,
     Unauthenticated,
     UpstreamError,
@@ -30,19 +33,20 @@ from common.errors import (
 )
 from common.jsonlog import request_id_var
 from gateway import config
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, Tenant
 from gateway.metrics import GatewayMetrics
 from gateway.params import LimitExceeded
-from gateway.proxy import Gateway, api
+from gateway.proxy import TENANT, UPSTREAM_INDEX, PrometheusApi
 from gateway.ratelimit import RateLimiter
-from gateway.ui import DOCS_BLUEPRINT, create_docs_blueprint, create_ui_blueprint
+from gateway.ui import DOCS_ROUTE, UI_PREFIX, add_docs_routes, create_ui_app
 from gateway.upstream import Upstreams
 
 log = logging.getLogger("gateway")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-PUBLIC_ENDPOINTS = frozenset({"healthz", "metrics"})
+PUBLIC_ENDPOINTS = frozenset({"healthz", "metrics", DOCS_ROUTE})
 REALM = 'Basic realm="tenant-metrics", charset="UTF-8"'
+MAX_BODY = 1024 * 1024
 
 # The one error -> HTTP mapping; the first matching class wins, so subclasses come first.
 # errorType values are Prometheus's own vocabulary, so clients and Grafana show them as usual.
@@ -52,20 +56,27 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (Unauthenticated, 401, "unauthorized"),
     (Forbidden, 403, "bad_data"),
     (NotFound, 404, "not_found"),
+    (MethodNotAllowed, 405, "bad_data"),
     (TooManyRequests, 429, "unavailable"),
     (UpstreamTimeout, 503, "timeout"),
     (UpstreamError, 503, "unavailable"),
 )
+# aiohttp's own refusals (no route, wrong method, body too large), in the same format.
+_HTTP_MESSAGES = {404: "not found", 405: "method not allowed", 413: "request body too large"}
+
+GATEWAY_KEY = web.AppKey("tenant_gateway", PrometheusApi)
 
 
-def prometheus_error(status: int, error_type: str, message: str) -> Response:
+def prometheus_error(status: int, error_type: str, message: str) -> web.Response:
     body = {"status": "error", "errorType": error_type, "error": message}
-    import json
-
-    return Response(json.dumps(body), status=status, mimetype="application/json")
+    return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")
 
 
-def error_response(exc: Exception) -> Response:
+def error_response(exc: BaseException) -> web.Response:
+    if isinstance(exc, web.HTTPException):
+        status = exc.status
+        return prometheus_error(status, "not_found" if status == 404 else "bad_data",
+                                _HTTP_MESSAGES.get(status, exc.reason))
     for cls, status, error_type in ERROR_TABLE:
         if isinstance(exc, cls):
             resp = prometheus_error(status, error_type, str(exc))
@@ -78,16 +89,49 @@ def error_response(exc: Exception) -> Response:
     return prometheus_error(500, "internal", "internal error (see the gateway's logs)")
 
 
+class Gatekeeper:
+    """Who is asking, and may they ask now: credentials, then the rate limit."""
+
+    def __init__(self, authenticator: Authenticator, limiter: RateLimiter, metrics: GatewayMetrics) -> None:
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.metrics = metrics
+        # DB lookups block; they run here, at most once a second per credential (the cache).
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="auth")
+
+    async def authenticate(self, header: str | None) -> Tenant:
+        tenant = self.authenticator.cached(header)
+        if tenant is None:
+            loop = asyncio.get_running_loop()
+            tenant = await loop.run_in_executor(self.executor, self.authenticator.authenticate, header)
+        return tenant
+
+    async def admit(self, header: str | None) -> Tenant:
+        try:
+            tenant = await self.authenticate(header)
+        except Unauthenticated:
+            self.metrics.auth_failures.inc()
+            raise
+        try:
+            self.limiter.take(tenant.binding_id)
+        except TooManyRequests:
+            self.metrics.rate_limited.labels(tenant.scope.value).inc()
+            raise
+        return tenant
+
+
 def create_app(
     settings: config.GatewaySettings | None = None,
     registry: CollectorRegistry | None = None,
-) -> Flask:
+) -> web.Application:
     settings = settings or config.from_env(os.environ)
     registry = registry or CollectorRegistry()
     metrics = GatewayMetrics.create(registry)
     engine = db.make_engine(settings.database_url)
     authenticator = Authenticator(db.make_session_factory(engine), ttl=settings.auth_cache_seconds)
-    limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    gatekeeper = Gatekeeper(
+        authenticator, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst), metrics
+    )
     upstreams = Upstreams(
         settings.prometheus_urls,
         metrics,
@@ -95,93 +139,80 @@ def create_app(
         read_timeout=settings.query_timeout_seconds + 5.0,
         health_interval=settings.health_check_seconds,
     )
+    api = PrometheusApi(settings, upstreams, metrics)
+    # The tenant page checks credentials itself (same realm), so the browser reuses them.
+    ui_app = create_ui_app(gatekeeper.authenticate, realm="tenant-metrics")
+    info = logging.INFO
 
-    app = Flask("gateway", static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    # "//api/v1/query" must not be redirected or merged into a route: a 404 is clearer.
-    app.url_map.merge_slashes = False
-    app.url_map.strict_slashes = True
-    app.extensions["tenant_gateway"] = Gateway(settings, upstreams, metrics)
-    app.extensions["tenant_gateway_engine"] = engine
-    app.register_blueprint(api)
-    # The tenant page (gateway/ui) checks credentials itself, with the same realm.
-    app.register_blueprint(create_ui_blueprint(authenticator.authenticate, realm="tenant-metrics"))
-    # The tenant guide is public: it is the catalog's documentation URL, read before any credential exists.
-    app.register_blueprint(create_docs_blueprint())
-
-    @app.route("/healthz", methods=["GET"], endpoint="healthz")
-    def healthz() -> Response:
-        return Response('{"status":"ok"}', mimetype="application/json")
-
-    @app.route("/metrics", methods=["GET"], endpoint="metrics")
-    def metrics_endpoint() -> Response:
-        source: Any = registry
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            from prometheus_client import multiprocess
-
-            source = CollectorRegistry()
-            multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(source), mimetype=CONTENT_TYPE_LATEST)
-
-    @app.before_request
-    def authenticate() -> None:
-        g.started = time.perf_counter()
-        g.tenant = None
+    @web.middleware
+    async def gateway_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
         given = request.headers.get("X-Request-Id", "")
         # A client's id is kept only if it is plainly an id (it ends up in every log line).
-        request_id_var.set(given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex)
-        if request.endpoint in PUBLIC_ENDPOINTS or (request.blueprint or "") in ("tenant_ui", DOCS_BLUEPRINT):
-            return
+        request_id_var.set(given if given and _REQUEST_ID.fullmatch(given) else os.urandom(16).hex())
+        match = request.match_info
+        endpoint = match.route.name or ("ui" if ui_app in match.apps else "unknown")
+        tenant: Tenant | None = None
+        resp: web.StreamResponse
         try:
-            g.tenant = authenticator.authenticate(request.headers.get("Authorization"))
-        except Unauthenticated:
-            metrics.auth_failures.inc()
-            raise
-        try:
-            limiter.take(g.tenant.binding_id)
-        except TooManyRequests:
-            metrics.rate_limited.labels(g.tenant.scope.value).inc()
-            raise
-
-    @app.after_request
-    def account(resp: Response) -> Response:
-        endpoint = request.endpoint or "unknown"
-        tenant = g.get("tenant")
+            if endpoint not in PUBLIC_ENDPOINTS and ui_app not in match.apps:
+                tenant = request[TENANT] = await gatekeeper.admit(request.headers.get("Authorization"))
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # the page's slash redirect
+                raise
+            resp = error_response(exc)
+        except Exception as exc:  # the one place errors become HTTP answers
+            resp = error_response(exc)
+        elapsed = time.perf_counter() - started
         scope = tenant.scope.value if tenant is not None else "none"
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.requests.labels(endpoint, str(resp.status_code), scope).inc()
+        metrics.requests.labels(endpoint, str(resp.status), scope).inc()
         metrics.request_seconds.labels(endpoint).observe(elapsed)
-        if endpoint not in PUBLIC_ENDPOINTS:
+        if endpoint not in PUBLIC_ENDPOINTS and log.isEnabledFor(info):
             log.info(
                 "request",
                 extra={
                     "request_id": request_id_var.get(),
                     "method": request.method,
                     "endpoint": endpoint,
-                    "status": resp.status_code,
+                    "status": resp.status,
                     "scope": scope,
                     "username": tenant.username if tenant is not None else None,
-                    "upstream": g.get("upstream_index"),
+                    "upstream": request.get(UPSTREAM_INDEX),
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
         return resp
 
-    @app.errorhandler(TenantMetricsError)
-    def on_domain_error(exc: TenantMetricsError) -> Response:
-        return error_response(exc)
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
-    @app.errorhandler(HTTPException)
-    def on_http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        error_type = {404: "not_found", 405: "bad_data", 413: "bad_data"}.get(status, "bad_data")
-        message = {404: "not found", 405: "method not allowed", 413: "request body too large"}.get(
-            status, exc.name
-        )
-        return prometheus_error(status, error_type, message)
+    async def metrics_endpoint(request: web.Request) -> web.Response:
+        source: Any = registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
 
-    @app.errorhandler(Exception)
-    def on_unexpected(exc: Exception) -> Response:
-        return error_response(exc)
+            source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
+        resp = web.Response(body=generate_latest(source))
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
 
+    async def on_startup(app: web.Application) -> None:
+        await upstreams.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await upstreams.close()
+        gatekeeper.executor.shutdown(wait=False)
+        engine.dispose()
+
+    app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY)
+    app[GATEWAY_KEY] = api
+    app.router.add_get("/healthz", healthz, name="healthz", allow_head=False)
+    app.router.add_get("/metrics", metrics_endpoint, name="metrics", allow_head=False)
+    add_docs_routes(app.router)
+    app.add_subapp(UI_PREFIX, ui_app)
+    api.add_routes(app.router)
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
     return app

@@ -58,12 +58,10 @@ class Presented:
     def __repr__(self) -> str:
         return f"Presented(username={self.username!r}, password=<redacted>)"
 
-    def cache_key(self) -> bytes:
-        return hashlib.sha256(
-            (self.username or "").encode("utf-8", "surrogatepass")
-            + b"\x00"
-            + self.password.encode("utf-8", "surrogatepass")
-        ).digest()
+
+def _cache_key(header: str) -> bytes:
+    """The cache is keyed by a digest of the whole header: no password is kept in memory."""
+    return hashlib.sha256(header.encode("utf-8", "surrogatepass")).digest()
 
 
 def parse_authorization(header: str | None) -> Presented:
@@ -108,9 +106,22 @@ class Authenticator:
         self._cache: dict[bytes, tuple[float, Tenant]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, header: str | None) -> Tenant | None:
+        """The tenant if this header was verified less than ``ttl`` ago, without I/O; else None.
+
+        Only verified (so well-formed) headers are ever cached."""
+        if not header:
+            raise Unauthenticated("authentication required")
+        hit = self._cache.get(_cache_key(header))
+        if hit is not None and hit[0] > self._clock():
+            return hit[1]
+        return None
+
     def authenticate(self, header: str | None) -> Tenant:
+        """Verify against the DB unless cached (blocking: an event loop calls it in a thread)."""
         presented = parse_authorization(header)
-        key = presented.cache_key()
+        assert header is not None  # parse_authorization refuses a missing header
+        key = _cache_key(header)
         now = self._clock()
         with self._lock:
             hit = self._cache.get(key)

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import promql_parser as pp
@@ -194,6 +194,26 @@ def enforce(query: str, matcher: TenantMatcher, limits: QueryLimits = DEFAULT_LI
     )
     _check_fixpoint(printed, matcher)
     return printed
+
+
+# Dashboards send the same queries at every refresh, so a rewrite is remembered: a pure
+# function of (query, matcher, limits), the tenant's matcher part of the key. Failures are
+# not remembered (lru_cache does not cache exceptions). Long queries are not kept, which
+# bounds the memory to about MEMO_SIZE x 2 x MEMO_MAX_QUERY.
+MEMO_SIZE = 4096
+MEMO_MAX_QUERY = 2048
+
+
+@lru_cache(maxsize=MEMO_SIZE)
+def _enforce_memo(query: str, matcher: TenantMatcher, limits: QueryLimits) -> str:
+    return enforce(query, matcher, limits)
+
+
+def enforce_memo(query: str, matcher: TenantMatcher, limits: QueryLimits = DEFAULT_LIMITS) -> str:
+    """``enforce``, remembered for repeated queries (same result, same errors)."""
+    if len(query) > MEMO_MAX_QUERY:
+        return enforce(query, matcher, limits)
+    return _enforce_memo(query, matcher, limits)
 
 
 def enforce_selectors(

@@ -1,8 +1,10 @@
 """gunicorn settings for the gateway: ``gunicorn -c gateway/gunicorn_conf.py "gateway.app:create_app()"``.
 
 Environment: PORT (default 8090), GATEWAY_BIND_HOST (default 0.0.0.0, as Cloud Foundry
-needs), GATEWAY_WORKERS (else WEB_CONCURRENCY, else 2 x CPUs + 1), GATEWAY_THREADS (default 8).
-Metrics from all workers are merged through prometheus_client's multiprocess mode.
+needs), GATEWAY_WORKERS (else WEB_CONCURRENCY, else one per CPU). Each worker is one
+process running one uvloop event loop (aiohttp's gunicorn worker): requests wait on
+Prometheus without holding a thread. Metrics from all workers are merged through
+prometheus_client's multiprocess mode.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from typing import Any
 from gateway.config import DEFAULT_PORT
 
 bind = f"{os.environ.get('GATEWAY_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT') or DEFAULT_PORT}"
-workers = int(os.environ.get("GATEWAY_WORKERS") or os.environ.get("WEB_CONCURRENCY") or (2 * (os.cpu_count() or 1) + 1))
-threads = int(os.environ.get("GATEWAY_THREADS") or 8)
-worker_class = os.environ.get("GATEWAY_WORKER_CLASS") or "gthread"
+workers = int(os.environ.get("GATEWAY_WORKERS") or os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1))
+worker_class = "aiohttp.GunicornUVLoopWebWorker"
 keepalive = 75  # longer than Grafana's and the CF router's idle timeouts
 timeout = 120
 graceful_timeout = 30
@@ -26,9 +27,6 @@ errorlog = "-"
 # Workers are recycled now and then: a leak (or a parser bug) cannot grow forever.
 max_requests = 20000
 max_requests_jitter = 2000
-# gunicorn's ceiling for a request line (its default is 4094): long GET queries get as far as
-# the gateway's own length limit, which answers in Prometheus's format. Longer ones: use POST.
-limit_request_line = 8190
 # Every gunicorn master on a machine would otherwise fight over ~/.gunicorn/gunicorn.ctl.
 control_socket_disable = True
 

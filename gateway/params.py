@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import promql_parser as pp
-from werkzeug.datastructures import MultiDict
-from werkzeug.wrappers import Request
+from aiohttp import web
+from multidict import MultiDict
 
 from common.errors import InvalidInput
 from gateway.enforce import LimitExceeded
@@ -34,10 +34,10 @@ MAX_PARAM_VALUES = 64
 class Params:
     """URL and form parameters, merged; ``single`` refuses repeats, ``many`` concatenates."""
 
-    values: MultiDict[str, str]
+    values: MultiDict[str]
 
     def single(self, name: str, required: bool = False) -> str | None:
-        found = self.values.getlist(name)
+        found = self.values.getall(name, [])
         if len(found) > 1:
             raise InvalidInput(f"parameter {name!r} given more than once")
         if not found or found[0] == "":
@@ -47,22 +47,26 @@ class Params:
         return found[0]
 
     def many(self, name: str) -> list[str]:
-        found = self.values.getlist(name)
+        found = self.values.getall(name, [])
         if len(found) > MAX_PARAM_VALUES:
             raise InvalidInput(f"too many {name!r} parameters (at most {MAX_PARAM_VALUES})")
         return found
 
 
-def read_params(request: Request) -> Params:
+async def read_params(request: web.Request) -> Params:
     """Merge URL and (urlencoded) body parameters; refuse any other body."""
-    merged: MultiDict[str, str] = MultiDict()
-    for key, value in request.args.items(multi=True):
-        merged.add(key, value)
-    if request.method == "POST":
-        mimetype = request.mimetype
-        if mimetype and mimetype != _FORM:
-            raise InvalidInput(f"POST bodies must be {_FORM}, not {mimetype}")
-        for key, value in request.form.items(multi=True):
+    merged: MultiDict[str] = MultiDict(request.query)
+    if request.method == "POST" and request.headers.get("Content-Type"):
+        mimetype = request.content_type
+        if mimetype != _FORM:
+            raise InvalidInput(f"POST bodies must be {_FORM}, not {mimetype[:64]}")
+        try:
+            form = await request.post()
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidInput("the form body is not valid UTF-8 form data") from exc
+        for key, value in form.items():
+            if not isinstance(value, str):  # a file part: only multipart has those
+                raise InvalidInput(f"POST bodies must be {_FORM}")
             merged.add(key, value)
     return Params(merged)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from aiohttp import web
 
-from common.errors import Forbidden, InvalidInput, NotFound, UpstreamError
+from common.errors import Forbidden, InvalidInput, MethodNotAllowed, NotFound, UpstreamError
 from gateway import enforce as enf
 from gateway.auth import Tenant
 from gateway.config import GatewaySettings
@@ -33,9 +33,7 @@ from gateway.params import (
 )
 from gateway.upstream import UpstreamResponse, Upstreams
 
-api = Blueprint("prometheus_api", __name__)
-METHODS = ["GET", "POST"]
-CHUNK = 64 * 1024
+METHODS = ("GET", "POST")
 # Response headers relayed from Prometheus; everything else (Set-Cookie, Server, ...) is not.
 # Content-Length is right because the body is relayed byte for byte (never decompressed).
 _RELAYED_HEADERS = ("Content-Type", "Content-Encoding", "Content-Length", "Warning")
@@ -58,106 +56,289 @@ REFUSED_PREFIXES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Gateway:
-    """What the routes need, built once by create_app."""
-
-    settings: GatewaySettings
-    upstreams: Upstreams
-    metrics: GatewayMetrics
+TENANT = web.RequestKey("tenant", Tenant)
+UPSTREAM_INDEX = web.RequestKey("upstream_index", int)  # which instance answered (for the log)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _gw() -> Gateway:
-    gateway: Gateway = current_app.extensions["tenant_gateway"]
-    return gateway
-
-
-def _tenant() -> Tenant:
-    tenant: Tenant = g.tenant
-    return tenant
-
-
-def _enforce(query: str) -> str:
-    gw = _gw()
-    began = time.perf_counter()
-    try:
-        return enf.enforce(query, _tenant().matcher, gw.settings.limits)
-    finally:
-        gw.metrics.rewrite_seconds.observe(time.perf_counter() - began)
-
-
-def _enforce_match(selectors: list[str]) -> list[str]:
-    gw = _gw()
-    began = time.perf_counter()
-    try:
-        return enf.enforce_selectors(selectors, _tenant().matcher, gw.settings.limits)
-    finally:
-        gw.metrics.rewrite_seconds.observe(time.perf_counter() - began)
-
-
-def _upstream_headers() -> dict[str, str]:
-    """Built from scratch: no client header (X-Scope-OrgID, Cookie, ...) is forwarded."""
-    accepted = request.headers.get("Accept-Encoding", "")
-    headers = {
-        "Accept-Encoding": "gzip" if "gzip" in accepted.lower() else "identity",
-        "User-Agent": "tenant-metrics-gateway",
-    }
-    scope_org = _gw().settings.scope_org_id
-    if scope_org == "tenant":
-        headers["X-Scope-OrgID"] = _tenant().value
-    elif scope_org:
-        headers["X-Scope-OrgID"] = scope_org
-    return headers
-
-
-def _forward(path: str, params: list[tuple[str, str]], method: str = "POST") -> UpstreamResponse:
-    """Query endpoints are always POSTed upstream, whatever the client used: a form body
-    has no length limit, unlike a URL (Prometheus, or a proxy in front of it, may cap the
-    request line). Endpoints that only take GET pass ``method="GET"``."""
-    gw = _gw()
-    return gw.upstreams.request(
-        method,
-        path,
-        params,
-        headers=_upstream_headers(),
-        timeout=gw.settings.query_timeout_seconds + 5.0,
-    )
-
-
-def _relay(answer: UpstreamResponse) -> Response:
-    """Stream the upstream's body as it arrives, compression untouched."""
-    headers = {k: v for k in _RELAYED_HEADERS if (v := answer.headers.get(k)) is not None}
-    g.upstream_index = answer.instance
-    return Response(answer.stream(CHUNK), status=answer.status, headers=headers, direct_passthrough=True)
-
-
-def _json(answer: UpstreamResponse) -> Any:
-    """Read a whole upstream JSON answer (decompressed) for filtering."""
-    if answer.status != 200:
-        answer.close()
-        return None
-    try:
-        data = json.loads(answer.read())
-    except (ValueError, OSError) as exc:
-        raise UpstreamError("Prometheus sent a response that is not JSON") from exc
-    if not isinstance(data, dict) or data.get("status") != "success":
-        raise UpstreamError("Prometheus sent an unexpected response")
-    return data
-
-
-def _success(data: Any) -> Response:
-    return Response(
-        json.dumps({"status": "success", "data": data}, separators=(",", ":")),
+def _success(data: Any) -> web.Response:
+    return web.Response(
+        body=json.dumps({"status": "success", "data": data}, separators=(",", ":")).encode(),
         status=200,
-        mimetype="application/json",
+        content_type="application/json",
     )
 
 
-def _timeout(params: Params) -> str:
-    ours = _gw().settings.query_timeout_seconds
-    given = params.single("timeout")
-    seconds = min(ours, parse_duration(given, "timeout")) if given else ours
-    return format_seconds(seconds)
+class PrometheusApi:
+    """The Prometheus HTTP API routes: enforce, rebuild the upstream request, relay the answer."""
+
+    def __init__(self, settings: GatewaySettings, upstreams: Upstreams, metrics: GatewayMetrics) -> None:
+        self.settings = settings
+        self.upstreams = upstreams
+        self.metrics = metrics
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        """Each route's name is its endpoint label in metrics and logs."""
+        table: list[tuple[str, Handler, tuple[str, ...]]] = [
+            ("/api/v1/query", self.query, METHODS),
+            ("/api/v1/query_range", self.query_range, METHODS),
+            ("/api/v1/query_exemplars", self.query_exemplars, METHODS),
+            ("/api/v1/series", self.series, METHODS),
+            ("/api/v1/labels", self.labels, METHODS),
+            ("/api/v1/label/{name}/values", self.label_values, ("GET",)),
+            ("/federate", self.federate, ("GET",)),
+            ("/api/v1/metadata", self.metadata, ("GET",)),
+            ("/api/v1/targets", self.targets, ("GET",)),
+            ("/api/v1/status/buildinfo", self.buildinfo, ("GET",)),
+            ("/api/v1/rules", self.rules, ("GET",)),
+            ("/api/v1/alerts", self.alerts, ("GET",)),
+        ]
+        for path, handler, methods in table:
+            name = handler.__name__
+            resource = router.add_resource(path, name=name)
+            for method in methods:
+                resource.add_route(method, handler)
+            resource.add_route("HEAD", handler)  # as GET, without the body (aiohttp drops it)
+            # Any other method on a known path: 405, not the catch-all below.
+            resource.add_route("*", _method_not_allowed)
+        router.add_route("*", "/api/v1/{rest:.*}", self.refused, name="refused")
+
+    # --- building blocks ----------------------------------------------------------------
+
+    def _enforce(self, request: web.Request, query: str) -> str:
+        began = time.perf_counter()
+        try:
+            return enf.enforce_memo(query, request[TENANT].matcher, self.settings.limits)
+        finally:
+            self.metrics.rewrite_seconds.observe(time.perf_counter() - began)
+
+    def _enforce_match(self, request: web.Request, selectors: list[str]) -> list[str]:
+        began = time.perf_counter()
+        try:
+            return enf.enforce_selectors(selectors, request[TENANT].matcher, self.settings.limits)
+        finally:
+            self.metrics.rewrite_seconds.observe(time.perf_counter() - began)
+
+    def _upstream_headers(self, request: web.Request, compressed: bool = True) -> dict[str, str]:
+        """Built from scratch: no client header (X-Scope-OrgID, Cookie, ...) is forwarded."""
+        accepted = request.headers.get("Accept-Encoding", "")
+        headers = {
+            "Accept-Encoding": "gzip" if compressed and "gzip" in accepted.lower() else "identity",
+            "User-Agent": "tenant-metrics-gateway",
+        }
+        scope_org = self.settings.scope_org_id
+        if scope_org == "tenant":
+            headers["X-Scope-OrgID"] = request[TENANT].value
+        elif scope_org:
+            headers["X-Scope-OrgID"] = scope_org
+        return headers
+
+    async def _forward(self, request: web.Request, path: str, params: list[tuple[str, str]],
+                       method: str = "POST", compressed: bool = True) -> UpstreamResponse:
+        """Query endpoints are always POSTed upstream, whatever the client used: a form body
+        has no length limit, unlike a URL (Prometheus, or a proxy in front of it, may cap the
+        request line). Endpoints that only take GET pass ``method="GET"``."""
+        answer = await self.upstreams.request(
+            method,
+            path,
+            params,
+            headers=self._upstream_headers(request, compressed),
+            timeout=self.settings.query_timeout_seconds + 5.0,
+        )
+        request[UPSTREAM_INDEX] = answer.instance
+        return answer
+
+    async def _relay(self, request: web.Request, path: str, params: list[tuple[str, str]],
+                     method: str = "POST") -> web.StreamResponse:
+        """Stream the upstream's body as it arrives, compression untouched."""
+        answer = await self._forward(request, path, params, method)
+        headers = {k: v for k in _RELAYED_HEADERS if (v := answer.headers.get(k)) is not None}
+        if answer.body is not None:
+            answer.close()
+            return web.Response(body=answer.body, status=answer.status, headers=headers)
+        resp = web.StreamResponse(status=answer.status, headers=headers)
+        try:
+            await resp.prepare(request)
+            async for chunk in answer.chunks():
+                await resp.write(chunk)
+        finally:
+            answer.close()
+        await resp.write_eof()
+        return resp
+
+    async def _json(self, request: web.Request, path: str, params: list[tuple[str, str]]) -> Any:
+        """Read a whole upstream JSON answer for filtering (None if it was not a 200)."""
+        answer = await self._forward(request, path, params, method="GET", compressed=False)
+        if answer.status != 200:
+            answer.close()
+            return None
+        try:
+            data = json.loads(await answer.read())
+        except (ValueError, OSError) as exc:
+            raise UpstreamError("Prometheus sent a response that is not JSON") from exc
+        if not isinstance(data, dict) or data.get("status") != "success":
+            raise UpstreamError("Prometheus sent an unexpected response")
+        return data
+
+    def _timeout(self, params: Params) -> str:
+        ours = self.settings.query_timeout_seconds
+        given = params.single("timeout")
+        seconds = min(ours, parse_duration(given, "timeout")) if given else ours
+        return format_seconds(seconds)
+
+    def _match_request(self, request: web.Request, params: Params) -> list[tuple[str, str]]:
+        rebuilt = [("match[]", m) for m in self._enforce_match(request, params.many("match[]"))]
+        rebuilt += _time_range(params, required=False)
+        limit = parse_limit(params.single("limit"))
+        if limit is not None:
+            rebuilt.append(("limit", limit))
+        return rebuilt
+
+    # --- query endpoints ----------------------------------------------------------------
+
+    async def query(self, request: web.Request) -> web.StreamResponse:
+        params = await read_params(request)
+        rebuilt = [("query", self._enforce(request, params.single("query", required=True) or ""))]
+        at = params.single("time")
+        if at:
+            rebuilt.append(("time", format_time(parse_time(at, "time"))))
+        rebuilt.append(("timeout", self._timeout(params)))
+        return await self._relay(request, "/api/v1/query", rebuilt)
+
+    async def query_range(self, request: web.Request) -> web.StreamResponse:
+        settings = self.settings
+        params = await read_params(request)
+        promql = self._enforce(request, params.single("query", required=True) or "")
+        start = parse_time(params.single("start", required=True) or "", "start")
+        end = parse_time(params.single("end", required=True) or "", "end")
+        step = parse_duration(params.single("step", required=True) or "", "step")
+        if end < start:
+            raise InvalidInput('invalid parameter "end": end timestamp must not be before start time')
+        if end - start > settings.max_range_seconds:
+            raise LimitExceeded(
+                f"query range is longer than this gateway allows ({settings.max_range_seconds}s)"
+            )
+        if (end - start) / step + 1 > settings.max_points:
+            raise InvalidInput(
+                f"exceeded maximum resolution of {settings.max_points} points per timeseries. "
+                "Try decreasing the query resolution (?step=XX)"
+            )
+        rebuilt = [
+            ("query", promql),
+            ("start", format_time(start)),
+            ("end", format_time(end)),
+            ("step", format_seconds(step)),
+            ("timeout", self._timeout(params)),
+        ]
+        return await self._relay(request, "/api/v1/query_range", rebuilt)
+
+    async def query_exemplars(self, request: web.Request) -> web.StreamResponse:
+        params = await read_params(request)
+        rebuilt = [("query", self._enforce(request, params.single("query", required=True) or ""))]
+        rebuilt += _time_range(params, required=False)
+        return await self._relay(request, "/api/v1/query_exemplars", rebuilt)
+
+    # --- metadata endpoints -------------------------------------------------------------
+
+    async def series(self, request: web.Request) -> web.StreamResponse:
+        rebuilt = self._match_request(request, await read_params(request))
+        return await self._relay(request, "/api/v1/series", rebuilt)
+
+    async def labels(self, request: web.Request) -> web.StreamResponse:
+        rebuilt = self._match_request(request, await read_params(request))
+        return await self._relay(request, "/api/v1/labels", rebuilt)
+
+    async def label_values(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if not LABEL_NAME.match(name):
+            raise InvalidInput(f"invalid label name: {name[:64]!r}")
+        rebuilt = self._match_request(request, await read_params(request))
+        return await self._relay(request, f"/api/v1/label/{name}/values", rebuilt, method="GET")
+
+    async def federate(self, request: web.Request) -> web.StreamResponse:
+        params = await read_params(request)
+        rebuilt = [("match[]", m) for m in self._enforce_match(request, params.many("match[]"))]
+        return await self._relay(request, "/federate", rebuilt, method="GET")
+
+    async def metadata(self, request: web.Request) -> web.StreamResponse:
+        """Metadata of the tenant's own targets only.
+
+        Prometheus's /api/v1/metadata merges HELP/TYPE/UNIT per metric name across *all*
+        targets, so another tenant's exporter's HELP text would show for a shared name. The
+        per-target endpoint, filtered with ``match_target`` on the tenant label, gives only
+        what the tenant's own targets say; it is folded into /api/v1/metadata's shape here.
+        """
+        params = await read_params(request)
+        rebuilt = [("match_target", self._enforce_match(request, [])[0])]
+        metric = params.single("metric")
+        if metric is not None:
+            if not enf.METRIC_NAME.match(metric):
+                raise InvalidInput('invalid parameter "metric"')
+            rebuilt.append(("metric", metric))
+        limit = parse_limit(params.single("limit"))
+        data = await self._json(request, "/api/v1/targets/metadata", rebuilt)
+        merged: dict[str, list[dict[str, str]]] = {}
+        for entry in (data or {}).get("data") or []:
+            # With ?metric=, Prometheus leaves "metric" out of each entry.
+            name = entry.get("metric", metric) if isinstance(entry, dict) else None
+            if not isinstance(name, str):
+                continue
+            item = {k: str(entry.get(k, "")) for k in ("type", "help", "unit")}
+            seen = merged.setdefault(name, [])
+            if item not in seen:
+                seen.append(item)
+        if limit is not None and int(limit) > 0:
+            merged = dict(list(merged.items())[: int(limit)])
+        return _success(merged)
+
+    async def targets(self, request: web.Request) -> web.StreamResponse:
+        """Only the tenant's own active targets; dropped targets are never shown (their
+        discovered labels are unfiltered service-discovery data)."""
+        tenant = request[TENANT]
+        params = await read_params(request)
+        state = params.single("state") or "any"
+        if state not in ("active", "dropped", "any"):
+            raise InvalidInput('invalid parameter "state"')
+        active: list[Any] = []
+        if state != "dropped":
+            data = await self._json(request, "/api/v1/targets", [("state", "active")])
+            if data is None:
+                raise UpstreamError("Prometheus could not list targets")
+            found = (data.get("data") or {}).get("activeTargets") or []
+            label = tenant.scope.label
+            for target in found:
+                labels_ = target.get("labels") if isinstance(target, dict) else None
+                if isinstance(labels_, dict) and labels_.get(label) == tenant.value:
+                    kept = {k: v for k, v in target.items() if k != "discoveredLabels"}
+                    kept["discoveredLabels"] = {}
+                    active.append(kept)
+        return _success({"activeTargets": active, "droppedTargets": []})
+
+    async def buildinfo(self, request: web.Request) -> web.StreamResponse:
+        """The version only: what Grafana asks to choose its query features."""
+        return await self._relay(request, "/api/v1/status/buildinfo", [], method="GET")
+
+    async def rules(self, request: web.Request) -> web.StreamResponse:
+        """Tenants own no recording or alerting rules: their filtered view is empty.
+
+        The platform's rules are not shown: their expressions and annotations may name
+        other tenants."""
+        return _success({"groups": []})
+
+    async def alerts(self, request: web.Request) -> web.StreamResponse:
+        """Empty for the same reason as /rules: no alert belongs to a tenant."""
+        return _success({"alerts": []})
+
+    async def refused(self, request: web.Request) -> web.StreamResponse:
+        rest = request.match_info["rest"]
+        if rest.startswith(REFUSED_PREFIXES):
+            prefix = next(p for p in REFUSED_PREFIXES if rest.startswith(p))
+            raise Forbidden(f"/api/v1/{prefix.rstrip('/')} is not available through the tenant gateway")
+        raise NotFound("unknown API endpoint")
+
+
+async def _method_not_allowed(request: web.Request) -> web.StreamResponse:
+    raise MethodNotAllowed("method not allowed")
 
 
 def _time_range(params: Params, required: bool) -> list[tuple[str, str]]:
@@ -173,177 +354,3 @@ def _time_range(params: Params, required: bool) -> list[tuple[str, str]]:
     if end_t is not None:
         out.append(("end", format_time(end_t)))
     return out
-
-
-# --- query endpoints ---------------------------------------------------------------
-
-
-@api.route("/api/v1/query", methods=METHODS, endpoint="query")
-def query() -> Response:
-    params = read_params(request)
-    rebuilt = [("query", _enforce(params.single("query", required=True) or ""))]
-    at = params.single("time")
-    if at:
-        rebuilt.append(("time", format_time(parse_time(at, "time"))))
-    rebuilt.append(("timeout", _timeout(params)))
-    return _relay(_forward("/api/v1/query", rebuilt))
-
-
-@api.route("/api/v1/query_range", methods=METHODS, endpoint="query_range")
-def query_range() -> Response:
-    settings = _gw().settings
-    params = read_params(request)
-    promql = _enforce(params.single("query", required=True) or "")
-    start = parse_time(params.single("start", required=True) or "", "start")
-    end = parse_time(params.single("end", required=True) or "", "end")
-    step = parse_duration(params.single("step", required=True) or "", "step")
-    if end < start:
-        raise InvalidInput('invalid parameter "end": end timestamp must not be before start time')
-    if end - start > settings.max_range_seconds:
-        raise LimitExceeded(
-            f"query range is longer than this gateway allows ({settings.max_range_seconds}s)"
-        )
-    if (end - start) / step + 1 > settings.max_points:
-        raise InvalidInput(
-            f"exceeded maximum resolution of {settings.max_points} points per timeseries. "
-            "Try decreasing the query resolution (?step=XX)"
-        )
-    rebuilt = [
-        ("query", promql),
-        ("start", format_time(start)),
-        ("end", format_time(end)),
-        ("step", format_seconds(step)),
-        ("timeout", _timeout(params)),
-    ]
-    return _relay(_forward("/api/v1/query_range", rebuilt))
-
-
-@api.route("/api/v1/query_exemplars", methods=METHODS, endpoint="query_exemplars")
-def query_exemplars() -> Response:
-    params = read_params(request)
-    rebuilt = [("query", _enforce(params.single("query", required=True) or ""))]
-    rebuilt += _time_range(params, required=False)
-    return _relay(_forward("/api/v1/query_exemplars", rebuilt))
-
-
-# --- metadata endpoints --------------------------------------------------------------
-
-
-def _match_request(params: Params) -> list[tuple[str, str]]:
-    rebuilt = [("match[]", m) for m in _enforce_match(params.many("match[]"))]
-    rebuilt += _time_range(params, required=False)
-    limit = parse_limit(params.single("limit"))
-    if limit is not None:
-        rebuilt.append(("limit", limit))
-    return rebuilt
-
-
-@api.route("/api/v1/series", methods=METHODS, endpoint="series")
-def series() -> Response:
-    return _relay(_forward("/api/v1/series", _match_request(read_params(request))))
-
-
-@api.route("/api/v1/labels", methods=METHODS, endpoint="labels")
-def labels() -> Response:
-    return _relay(_forward("/api/v1/labels", _match_request(read_params(request))))
-
-
-@api.route("/api/v1/label/<name>/values", methods=["GET"], endpoint="label_values")
-def label_values(name: str) -> Response:
-    if not LABEL_NAME.match(name):
-        raise InvalidInput(f"invalid label name: {name[:64]!r}")
-    rebuilt = _match_request(read_params(request))
-    return _relay(_forward(f"/api/v1/label/{name}/values", rebuilt, method="GET"))
-
-
-@api.route("/federate", methods=["GET"], endpoint="federate")
-def federate() -> Response:
-    params = read_params(request)
-    return _relay(_forward("/federate", [("match[]", m) for m in _enforce_match(params.many("match[]"))], method="GET"))
-
-
-@api.route("/api/v1/metadata", methods=["GET"], endpoint="metadata")
-def metadata() -> Response:
-    """Metadata of the tenant's own targets only.
-
-    Prometheus's /api/v1/metadata merges HELP/TYPE/UNIT per metric name across *all*
-    targets, so another tenant's exporter's HELP text would show for a shared name. The
-    per-target endpoint, filtered with ``match_target`` on the tenant label, gives only
-    what the tenant's own targets say; it is folded into /api/v1/metadata's shape here.
-    """
-    params = read_params(request)
-    rebuilt = [("match_target", _enforce_match([])[0])]
-    metric = params.single("metric")
-    if metric is not None:
-        if not enf.METRIC_NAME.match(metric):
-            raise InvalidInput('invalid parameter "metric"')
-        rebuilt.append(("metric", metric))
-    limit = parse_limit(params.single("limit"))
-    data = _json(_forward("/api/v1/targets/metadata", rebuilt, method="GET"))
-    merged: dict[str, list[dict[str, str]]] = {}
-    for entry in (data or {}).get("data") or []:
-        # With ?metric=, Prometheus leaves "metric" out of each entry.
-        name = entry.get("metric", metric) if isinstance(entry, dict) else None
-        if not isinstance(name, str):
-            continue
-        item = {k: str(entry.get(k, "")) for k in ("type", "help", "unit")}
-        seen = merged.setdefault(name, [])
-        if item not in seen:
-            seen.append(item)
-    if limit is not None and int(limit) > 0:
-        merged = dict(list(merged.items())[: int(limit)])
-    return _success(merged)
-
-
-@api.route("/api/v1/targets", methods=["GET"], endpoint="targets")
-def targets() -> Response:
-    """Only the tenant's own active targets; dropped targets are never shown (their
-    discovered labels are unfiltered service-discovery data)."""
-    tenant = _tenant()
-    params = read_params(request)
-    state = params.single("state") or "any"
-    if state not in ("active", "dropped", "any"):
-        raise InvalidInput('invalid parameter "state"')
-    active: list[Any] = []
-    if state != "dropped":
-        data = _json(_forward("/api/v1/targets", [("state", "active")], method="GET"))
-        if data is None:
-            raise UpstreamError("Prometheus could not list targets")
-        found = (data.get("data") or {}).get("activeTargets") or []
-        label = tenant.scope.label
-        for target in found:
-            labels_ = target.get("labels") if isinstance(target, dict) else None
-            if isinstance(labels_, dict) and labels_.get(label) == tenant.value:
-                kept = {k: v for k, v in target.items() if k != "discoveredLabels"}
-                kept["discoveredLabels"] = {}
-                active.append(kept)
-    return _success({"activeTargets": active, "droppedTargets": []})
-
-
-@api.route("/api/v1/status/buildinfo", methods=["GET"], endpoint="buildinfo")
-def buildinfo() -> Response:
-    """The version only: what Grafana asks to choose its query features."""
-    return _relay(_forward("/api/v1/status/buildinfo", [], method="GET"))
-
-
-@api.route("/api/v1/rules", methods=["GET"], endpoint="rules")
-def rules() -> Response:
-    """Tenants own no recording or alerting rules: their filtered view is empty.
-
-    The platform's rules are not shown: their expressions and annotations may name
-    other tenants."""
-    return _success({"groups": []})
-
-
-@api.route("/api/v1/alerts", methods=["GET"], endpoint="alerts")
-def alerts() -> Response:
-    """Empty for the same reason as /rules: no alert belongs to a tenant."""
-    return _success({"alerts": []})
-
-
-@api.route("/api/v1/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], endpoint="refused")
-def refused(rest: str) -> Response:
-    if rest.startswith(REFUSED_PREFIXES):
-        prefix = next(p for p in REFUSED_PREFIXES if rest.startswith(p))
-        raise Forbidden(f"/api/v1/{prefix.rstrip('/')} is not available through the tenant gateway")
-    raise NotFound("unknown API endpoint")

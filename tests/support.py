@@ -1,7 +1,8 @@
-"""Helpers the tests share: free ports, a real WSGI server in a thread, waiting for HTTP."""
+"""Helpers the tests share: free ports, real WSGI and aiohttp servers in a thread, waiting for HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import requests
+from aiohttp import web
 from werkzeug.serving import BaseWSGIServer, make_server
 
 
@@ -31,6 +33,38 @@ def serve_wsgi(app: Callable[..., Any], threaded: bool = True) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def serve_app(app: web.Application) -> Iterator[str]:
+    """Serve an aiohttp app on loopback, on its own event loop in a thread; yields its base URL.
+
+    On exit the app is cleaned up as gunicorn's worker would (on_cleanup runs)."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    started = threading.Event()
+    port: list[int] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        port.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not started.wait(30):
+        raise TimeoutError("the aiohttp app did not start")
+    try:
+        yield f"http://127.0.0.1:{port[0]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
 
 
 def wait_http(url: str, timeout: float = 30.0, ok: Callable[[requests.Response], bool] | None = None) -> None:

@@ -4,7 +4,7 @@ After HTTP basic auth with a binding's credentials it lists the tenant's scraped
 with their health and charts one metric, using only the gateway's own Prometheus API.
 """
 
-from gateway.ui.blueprint import UI_PREFIX, create_ui_blueprint
-from gateway.ui.docs import DOCS_BLUEPRINT, create_docs_blueprint
+from gateway.ui.docs import DOCS_ROUTE, add_docs_routes
+from gateway.ui.page import UI_PREFIX, create_ui_app
 
-__all__ = ["DOCS_BLUEPRINT", "UI_PREFIX", "create_docs_blueprint", "create_ui_blueprint"]
+__all__ = ["DOCS_ROUTE", "UI_PREFIX", "add_docs_routes", "create_ui_app"]

@@ -8,24 +8,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, abort
+from aiohttp import web
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "tenant-guide.md"
-DOCS_BLUEPRINT = "tenant_docs"
+DOCS_ROUTE = "tenant_guide"
+DOCS_PATH = "/docs/tenant-guide.md"
 
 
-def create_docs_blueprint(guide: Path = GUIDE) -> Blueprint:
+def add_docs_routes(router: web.UrlDispatcher, guide: Path = GUIDE) -> None:
     """``GET /docs/tenant-guide.md`` as plain text (browsers show it rather than download it)."""
-    bp = Blueprint(DOCS_BLUEPRINT, __name__)
     body = guide.read_bytes() if guide.is_file() else None
 
-    @bp.get("/docs/tenant-guide.md")
-    def tenant_guide() -> Response:
+    async def tenant_guide(request: web.Request) -> web.StreamResponse:
         if body is None:
-            abort(404)
-        resp = Response(body, status=200, content_type="text/plain; charset=utf-8")
-        resp.headers["Cache-Control"] = "public, max-age=300"
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        return resp
+            raise web.HTTPNotFound()
+        return web.Response(
+            body=body,
+            headers={
+                "Content-Type": "text/plain; charset=utf-8",
+                "Cache-Control": "public, max-age=300",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
-    return bp
+    router.add_get(DOCS_PATH, tenant_guide, name=DOCS_ROUTE)

@@ -14,6 +14,7 @@ from gateway.enforce import (
     TenantMatcher,
     duration,
     enforce,
+    enforce_memo,
     enforce_selectors,
     prescan,
     quote,
@@ -205,6 +206,24 @@ def test_output_parses_to_the_same_tree_plus_matcher(query: str, expected: str) 
 def test_refused(query: str) -> None:
     with pytest.raises(EnforcementError):
         enforce(query, TENANT)
+
+
+def test_remembered_rewrites_are_the_same_and_per_tenant() -> None:
+    """enforce_memo answers as enforce does, twice over, and never hands one tenant's
+    rewrite to another: the matcher is part of what is remembered."""
+    other = TenantMatcher("cf_space_guid", "space-b")
+    for query, expected in REWRITES + FOREIGN:
+        for _ in range(2):
+            assert enforce_memo(query, TENANT) == expected
+            assert enforce_memo(query, other) == enforce(query, other)
+            if T in expected:  # a query with a selector: the other tenant's differs
+                assert enforce_memo(query, other) != expected
+    for query in REFUSED:
+        for _ in range(2):  # a failure is not remembered as a success
+            with pytest.raises(EnforcementError):
+                enforce_memo(query, TENANT)
+    long_query = "x + " * 100 + "x" + " " * 2000  # beyond MEMO_MAX_QUERY: enforced every time
+    assert enforce_memo(long_query, TENANT) == enforce(long_query, TENANT)
 
 
 def test_quote_survives_every_hostile_character() -> None:

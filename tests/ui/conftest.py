@@ -9,7 +9,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import GatewaySettings
-from tests.support import serve_wsgi
+from tests.support import serve_app
 from tests.ui.world import ORG_A, ORG_B, SPACE_A1, SPACE_B1, Credentials, World, add_tenant, running_world
 
 # Prometheus refuses queries that would hold more samples than this: a 1 s subquery over
@@ -48,10 +48,5 @@ def gateway_url(database_url: str, world: World) -> Iterator[str]:
         rate_limit_burst=1000,
         auth_cache_seconds=0.0,
     )
-    app = create_app(settings)
-    try:
-        with serve_wsgi(app) as url:
-            yield url
-    finally:
-        app.extensions["tenant_gateway"].upstreams.close()
-        app.extensions["tenant_gateway_engine"].dispose()
+    with serve_app(create_app(settings)) as url:
+        yield url

@@ -1,0 +1,221 @@
+"""The aiohttp sub-application that serves the tenant page behind the same basic auth as the API.
+
+The page itself holds no secret and no data: the browser asks for the binding's
+credentials once (401 + ``WWW-Authenticate: Basic``), then sends them again with every
+``fetch()`` to ``/api/v1/...`` because the realm is the same. Everything the page shows
+comes through the gateway's enforced Prometheus API, so the page cannot widen what a
+tenant sees; it only makes it readable.
+
+The gateway mounts it with ``app.add_subapp(UI_PREFIX, create_ui_app(...))``; the
+credential check and the security headers live in the sub-application's middleware, so
+they apply to its routes only.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from common.errors import TenantMetricsError, Unauthenticated, UpstreamError
+
+UI_PREFIX = "/ui"
+DEFAULT_REALM = "tenant-metrics"
+# The Grafana dashboards tenants import (dashboards/ in the source tree, which is what
+# `cf push` uploads); offered for download on the page when present.
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "dashboards"
+_DASHBOARD_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*\.json$")
+
+# Files the page is made of: a fixed allow-list, so no path from the URL reaches the disk.
+_ASSETS: dict[str, str] = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "chart.js": "text/javascript; charset=utf-8",
+    "errors.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+
+# Only our own files; data reaches the DOM as text, never as markup (see app.js).
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": _CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+# The gateway's credential check on the raw Authorization header: returns the tenant (with
+# ``.username`` and ``.scope``) or None, or raises Unauthenticated / UpstreamError / ...
+Authenticate = Callable[[str | None], Awaitable[Any]]
+
+# The signed-in tenant, set by the middleware for the handlers.
+_TENANT: web.RequestKey[Any] = web.RequestKey("tenant_ui_tenant", object)
+# "/ui" without the slash: redirected to "/ui/" before any credential check.
+_SLASH_ROUTE = "tenant_ui_slash"
+
+
+def _read_asset(name: str) -> bytes:
+    return resources.files("gateway.ui").joinpath("static", name).read_bytes()
+
+
+def _page(status: int, title: str, message: str, hint: str) -> web.Response:
+    body = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title>"
+        '<link rel=stylesheet href="static/style.css"></head><body><main class="notice">'
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+        f"<p class=hint>{html.escape(hint)}</p></main></body></html>"
+    )
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+def _unauthorized(realm: str, reason: str) -> web.Response:
+    resp = _page(
+        401,
+        "Sign in with your service key",
+        f"{reason} This page needs the username and password of a tenant-metrics "
+        "binding or service key.",
+        "Run `cf service-key INSTANCE KEY` (or `cf env APP` for a binding) and sign in with "
+        "the username and password shown there. If you deleted or rotated that key, use the "
+        "new one: close this browser window first so it forgets the old password.",
+    )
+    resp.headers["WWW-Authenticate"] = f'Basic realm="{realm}", charset="UTF-8"'
+    return resp
+
+
+def _json(data: object, cache_control: str | None = None) -> web.Response:
+    # The same bytes Flask's jsonify wrote: compact, sorted keys, trailing newline.
+    body = json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n"
+    resp = web.Response(body=body.encode(), content_type="application/json")
+    if cache_control is not None:
+        resp.headers["Cache-Control"] = cache_control
+    return resp
+
+
+def _read_dashboards(directory: Path) -> dict[str, bytes]:
+    if not directory.is_dir():
+        return {}
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(directory.glob("*.json"))
+        if _DASHBOARD_NAME.match(p.name)
+    }
+
+
+def create_ui_app(
+    authenticate: Authenticate, *, realm: str = DEFAULT_REALM, dashboard_dir: Path = DASHBOARD_DIR
+) -> web.Application:
+    """The tenant page, to mount at ``/ui`` with ``app.add_subapp(UI_PREFIX, ...)``.
+
+    ``authenticate(authorization_header)`` is the gateway's own credential check: it
+    returns the tenant, or raises ``Unauthenticated`` (or returns ``None``) when the
+    credentials are missing, wrong or revoked. ``realm`` must be the realm the API's 401
+    names, so the browser reuses the password it was given for the page when the page
+    calls the API.
+    """
+    assets = {name: (_read_asset(name), ctype) for name, ctype in _ASSETS.items()}
+    dashboards = _read_dashboards(dashboard_dir)
+
+    async def _check_credentials(request: web.Request) -> web.StreamResponse | None:
+        try:
+            tenant = await authenticate(request.headers.get("Authorization"))
+        except Unauthenticated as exc:
+            return _unauthorized(realm, str(exc) or "Your credentials were not accepted.")
+        except UpstreamError:
+            return _page(
+                503,
+                "Temporarily unavailable",
+                "The gateway cannot check credentials right now (its database is unreachable).",
+                "Nothing is wrong with your key. Try again in a minute; if it persists, "
+                "contact the platform operators.",
+            )
+        except TenantMetricsError as exc:
+            return _page(400, "Request refused", str(exc), "Reload the page.")
+        if tenant is None:
+            return _unauthorized(realm, "Your credentials were not accepted.")
+        request[_TENANT] = tenant
+        return None
+
+    async def _dispatch(request: web.Request, handler: Handler) -> web.StreamResponse:
+        match_info = request.match_info
+        # Like the Flask blueprint: no credential check for the slash redirect or for a path
+        # that matches no route (a 404/405 says nothing about any tenant).
+        if match_info.http_exception is None and match_info.route.name != _SLASH_ROUTE:
+            refused = await _check_credentials(request)
+            if refused is not None:
+                return refused
+        return await handler(request)
+
+    @web.middleware
+    async def ui_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            resp = await _dispatch(request, handler)
+        except web.HTTPException as exc:
+            # 404s and redirects carry the same headers as the pages.
+            exc.headers.update(_SECURITY_HEADERS)
+            raise
+        resp.headers.update(_SECURITY_HEADERS)
+        return resp
+
+    def _serve(name: str) -> web.Response:
+        if name not in assets:
+            raise web.HTTPNotFound()
+        body, ctype = assets[name]
+        # Per-tenant responses behind auth: never cached by shared caches.
+        return web.Response(
+            body=body,
+            headers={"Content-Type": ctype, "Cache-Control": "private, no-cache"},
+        )
+
+    async def slash(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPPermanentRedirect(request.rel_url.with_path(request.path + "/"))
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        return _serve("index.html")
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        return _serve(request.match_info["name"])
+
+    async def session(request: web.Request) -> web.StreamResponse:
+        """Who the page is signed in as: the username and the plan's scope, nothing secret."""
+        tenant = request[_TENANT]
+        scope = getattr(tenant, "scope", None)
+        return _json(
+            {
+                "username": getattr(tenant, "username", None),
+                "scope": str(scope) if scope is not None else None,
+            },
+            cache_control="private, no-store",
+        )
+
+    async def dashboard_list(request: web.Request) -> web.StreamResponse:
+        return _json({"dashboards": sorted(dashboards)})
+
+    async def dashboard_file(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in dashboards:
+            raise web.HTTPNotFound()
+        return web.Response(
+            body=dashboards[name],
+            content_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    app = web.Application(middlewares=[ui_middleware])
+    app.router.add_get("", slash, name=_SLASH_ROUTE)
+    app.router.add_get("/", index)
+    app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/session", session)
+    app.router.add_get("/dashboards/", dashboard_list)
+    app.router.add_get("/dashboards/{name}", dashboard_file)
+    return app
