@@ -8,8 +8,8 @@ request is retried there. The active instance then stays active ("sticky"): resu
 not alternate between instances, whose data differ slightly. A background health check
 (``/-/ready``) brings the primary back once it has answered ready twice in a row.
 
-Requests go out on aiohttp's client: keep-alive pools per instance on the worker's event
-loop, bodies passed through as sent (never decompressed on the way).
+Requests go out on keep-alive pools per instance (gateway/httpclient.py) on the worker's
+event loop; bodies are passed through as sent (never decompressed on the way).
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
-import aiohttp
+from urllib.parse import urlencode
+
 from multidict import CIMultiDictProxy
 
 from common.errors import UpstreamError, UpstreamTimeout
+from gateway.httpclient import Pool, Response
 from gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class UpstreamResponse:
 
     status: int
     headers: CIMultiDictProxy[str]  # case-insensitive .get(), as Prometheus sent them
-    response: aiohttp.ClientResponse
+    response: Response
     body: bytes | None = None
     instance: int = 0
 
@@ -52,7 +54,7 @@ class UpstreamResponse:
             if self.body is not None:
                 yield self.body
                 return
-            async for chunk in self.response.content.iter_any():
+            async for chunk in self.response.chunks():
                 yield chunk
         finally:
             self.close()
@@ -94,8 +96,7 @@ class Upstreams:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._health_interval = health_interval
-        self._pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
+        self._pools = [Pool(u, pool_size, connect_timeout) for u in self.urls]
         self._checker: asyncio.Task[None] | None = None
         self._active = 0
         self._healthy_streak = 0
@@ -107,21 +108,9 @@ class Upstreams:
         return self._active
 
     async def start(self) -> None:
-        """Open the connection pools and start the health check (in the worker, after fork)."""
-        if self._session is not None:
-            return
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=self._pool_size, keepalive_timeout=60, use_dns_cache=True
-        )
-        # trust_env=False: no proxy settings from the environment; no cookies kept.
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            trust_env=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent",),
-        )
-        self._checker = asyncio.create_task(self._run_checker(), name="upstream-health")
+        """Start the health check, on the serving event loop (in the worker, after fork)."""
+        if self._checker is None:
+            self._checker = asyncio.create_task(self._run_checker(), name="upstream-health")
 
     async def close(self) -> None:
         if self._checker is not None:
@@ -131,9 +120,8 @@ class Upstreams:
             except asyncio.CancelledError:
                 pass
             self._checker = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for pool in self._pools:
+            pool.close()
 
     async def request(
         self,
@@ -144,7 +132,7 @@ class Upstreams:
         timeout: float | None = None,
     ) -> UpstreamResponse:
         """Send to the active instance, failing over in order; raise UpstreamError if none answers."""
-        if self._session is None:
+        if self._checker is None:
             await self.start()
         start = self._active
         order = [start] + [i for i in range(len(self.urls)) if i != start]
@@ -159,7 +147,7 @@ class Upstreams:
                 last_error = exc
                 self._record_failure(index, "timeout")
                 continue
-            except (aiohttp.ClientError, OSError) as exc:
+            except OSError as exc:  # connection refused or reset, invalid HTTP
                 last_error = exc
                 self._record_failure(index, "connection")
                 continue
@@ -168,7 +156,7 @@ class Upstreams:
             if resp.status >= 500:
                 try:
                     body = await resp.read()  # error bodies are small; read to classify
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                except OSError as exc:  # TimeoutError included
                     resp.release()
                     last_error = exc
                     self._record_failure(index, "connection")
@@ -194,26 +182,16 @@ class Upstreams:
         params: Sequence[tuple[str, str]],
         headers: Mapping[str, str] | None,
         read_timeout: float,
-    ) -> aiohttp.ClientResponse:
-        assert self._session is not None
-        url = self.urls[index] + path
+    ) -> Response:
         sent = dict(headers or {})
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._connect_timeout, sock_read=read_timeout
-        )
-        kwargs: dict[str, object] = {"headers": sent, "timeout": timeout, "allow_redirects": False}
+        encoded = urlencode(list(params))
+        body = None
         if method == "POST":
-            kwargs["data"] = list(params)  # form-encoded by aiohttp
-        elif params:
-            kwargs["params"] = list(params)
-        try:
-            return await self._session.request(method, url, **kwargs)  # type: ignore[arg-type]
-        except aiohttp.ClientConnectorError:
-            raise  # could not connect at all: a failure of this instance
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            # The server closed a kept-alive connection just as it was reused (no answer
-            # was read): send once more, on a new connection. Only reads are proxied.
-            return await self._session.request(method, url, **kwargs)  # type: ignore[arg-type]
+            body = encoded.encode()
+            sent["Content-Type"] = _FORM
+        elif encoded:
+            path += "?" + encoded
+        return await self._pools[index].request(method, path, sent, body, read_timeout)
 
     def _record_failure(self, index: int, reason: str) -> None:
         log.warning("upstream failed", extra={"upstream": index, "reason": reason})
@@ -235,18 +213,15 @@ class Upstreams:
         """One health-check round: bring back the first instance ready twice in a row."""
         if self._active == 0:
             return
-        if self._session is None:
-            await self.start()
         for index in range(self._active):
             try:
                 resp = await self._send(
                     index, "GET", "/-/ready", (), {"User-Agent": "tenant-metrics-gateway"},
                     min(self._read_timeout, 10.0),
                 )
-                async with resp:
-                    await resp.read()
+                await resp.read()
                 ready = resp.status == 200
-            except (aiohttp.ClientError, OSError, TimeoutError):
+            except OSError:  # TimeoutError included
                 ready = False
             if ready:
                 if self._streak_index != index:

@@ -10,7 +10,16 @@ import pytest
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 from tests.support import serve_app
-from tests.ui.world import ORG_A, ORG_B, SPACE_A1, SPACE_B1, Credentials, World, add_tenant, running_world
+from tests.ui.world import (
+    ORG_A,
+    ORG_B,
+    SPACE_A1,
+    SPACE_B1,
+    Credentials,
+    World,
+    add_tenant,
+    running_world,
+)
 
 # Prometheus refuses queries that would hold more samples than this: a 1 s subquery over
 # every series of a tenant is "too expensive"; the page's and dashboards' queries are not.
