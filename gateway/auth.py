@@ -2,9 +2,13 @@
 
 Verification is constant-time (``common.credentials.verify``), including for unknown
 usernames (a dummy hash is compared so the timing does not reveal which usernames
-exist). A positive answer is cached for at most ``ttl`` seconds (<= 1), keyed by a
-digest of the presented credentials, so an unbind or deprovision is honoured within a
-second without a DB query per request. Failures are never cached.
+exist). An answer is remembered for at most ``ttl`` seconds (<= 1), keyed by a digest of
+the Authorization header, so an unbind or deprovision is honoured within a second
+without a DB query per request. Refusals are remembered for the same time: a client
+retrying stale credentials (a dashboard left open after its key was deleted) costs no
+DB query per request. A refusal cannot wrongly outlive a new binding: a binding's
+password is random and only known once the binding exists, so no header carrying it can
+have been refused before. An unreachable database is never remembered.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -104,37 +109,42 @@ class Authenticator:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[bytes, tuple[float, Tenant]] = {}
+        self._refused: dict[bytes, float] = {}  # header digest -> until when
         self._lock = threading.Lock()
 
     def cached(self, header: str | None) -> Tenant | None:
-        """The tenant if this header was verified less than ``ttl`` ago, without I/O; else None.
-
-        Only verified (so well-formed) headers are ever cached."""
+        """The tenant if this header was verified less than ``ttl`` ago, without I/O; None if
+        it must be verified. Raises Unauthenticated for a missing header or one refused
+        less than ``ttl`` ago."""
         if not header:
             raise Unauthenticated("authentication required")
-        hit = self._cache.get(_cache_key(header))
-        if hit is not None and hit[0] > self._clock():
+        key = _cache_key(header)
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
             return hit[1]
+        if self._refused.get(key, 0.0) > now:
+            raise Unauthenticated("invalid credentials")
         return None
 
     def authenticate(self, header: str | None) -> Tenant:
-        """Verify against the DB unless cached (blocking: an event loop calls it in a thread)."""
-        presented = parse_authorization(header)
-        assert header is not None  # parse_authorization refuses a missing header
+        """Verify against the DB unless remembered (blocking: an event loop calls it in a thread)."""
+        tenant = self.cached(header)
+        if tenant is not None:
+            return tenant
+        assert header is not None  # cached() refuses a missing header
         key = _cache_key(header)
         now = self._clock()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        tenant = self._lookup(presented)
+        try:
+            tenant = self._lookup(parse_authorization(header))
+        except Unauthenticated:
+            if self._ttl > 0:
+                with self._lock:
+                    _remember(self._refused, key, now + self._ttl, now)
+            raise
         if self._ttl > 0:
             with self._lock:
-                if len(self._cache) >= MAX_CACHE_ENTRIES:
-                    self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-                    if len(self._cache) >= MAX_CACHE_ENTRIES:
-                        self._cache.clear()
-                self._cache[key] = (now + self._ttl, tenant)
+                _remember(self._cache, key, (now + self._ttl, tenant), now)
         return tenant
 
     def _lookup(self, presented: Presented) -> Tenant:
@@ -161,3 +171,14 @@ class Authenticator:
         if not value:
             raise Unauthenticated("credentials have no tenant")
         return Tenant(binding.id, binding.username, scope, value)
+
+
+def _remember(table: dict[bytes, Any], key: bytes, entry: Any, now: float) -> None:
+    """Add ``entry``, keeping ``table`` under MAX_CACHE_ENTRIES (expired entries go first)."""
+    if len(table) >= MAX_CACHE_ENTRIES:
+        expired = [k for k, v in table.items() if (v[0] if isinstance(v, tuple) else v) <= now]
+        for k in expired:
+            del table[k]
+        if len(table) >= MAX_CACHE_ENTRIES:
+            table.clear()
+    table[key] = entry

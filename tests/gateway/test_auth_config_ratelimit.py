@@ -47,9 +47,35 @@ def test_authenticate_scopes_and_cache_ttl(database_url: str) -> None:
         clock.now += 0.6  # past the 1 s TTL
         with pytest.raises(Unauthenticated):
             auth.authenticate(_basic(space.username, space.password))
-        with pytest.raises(Unauthenticated):  # failures are not cached either way
+        with pytest.raises(Unauthenticated):
             auth.authenticate(_basic(org.username, "wrong"))
         assert auth.authenticate(_basic(org.username, org.password)).value == "org-2"
+    finally:
+        engine.dispose()
+
+
+def test_refusals_are_remembered_for_the_ttl_only(database_url: str) -> None:
+    """A refused header is refused again without the DB for up to ttl; then asked again."""
+    tenant = add_tenant(database_url, "space", "org-1", "space-1")
+    clock = Clock()
+    engine = db.make_engine(database_url)
+    try:
+        auth = Authenticator(db.make_session_factory(engine), ttl=1.0, clock=clock)
+        wrong = _basic(tenant.username, "wrong")
+        with pytest.raises(Unauthenticated):
+            auth.authenticate(wrong)
+        with pytest.raises(Unauthenticated):  # answered from memory, no I/O
+            auth.cached(wrong)
+        assert auth.cached(_basic(tenant.username, tenant.password)) is None  # never verified yet
+        engine.dispose()
+        auth._sessions = db.make_session_factory(db.make_engine("sqlite:///nonexistent/dir/x.db"))
+        with pytest.raises(Unauthenticated):  # still remembered: the broken DB is not asked
+            auth.authenticate(wrong)
+        clock.now += 1.01
+        with pytest.raises(UpstreamError):  # past the TTL the DB is asked again (and is down)
+            auth.authenticate(wrong)
+        with pytest.raises(UpstreamError):  # an unreachable DB is not remembered as a refusal
+            auth.authenticate(wrong)
     finally:
         engine.dispose()
 
