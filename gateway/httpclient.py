@@ -102,7 +102,9 @@ class Response:
         self._wake()
 
     def _on_lost(self, exc: BaseException | None) -> None:
-        if self._headers_done.done() and not self._complete and self._eof_delimited():
+        # Only an orderly close (no exc) ends a body delimited by the end of the connection.
+        if exc is None and self._error is None and self._headers_done.done() and not self._complete \
+                and self._eof_delimited():
             self._keep_alive = False
             self._on_complete()  # a body delimited by the end of the connection
             return
@@ -279,7 +281,7 @@ class Pool:
         conn, reused = await self._acquire()
         response = conn.send(data, read_timeout)
         try:
-            await response.wait_headers()
+            await _headers_or_release(response)
         except Disconnected:
             if not reused or response.received_any:
                 raise
@@ -287,7 +289,7 @@ class Pool:
             # was answered): send once more on a new connection. Only reads are proxied.
             conn = await self._connect()
             response = conn.send(data, read_timeout)
-            await response.wait_headers()
+            await _headers_or_release(response)
         return response
 
     async def _acquire(self) -> tuple[_Connection, bool]:
@@ -329,8 +331,20 @@ class Pool:
             conn.close()
 
 
+async def _headers_or_release(response: Response) -> None:
+    """Wait for the answer's head; on any failure or cancellation, give the connection up
+    (an answer still on its way must not be read as the next request's)."""
+    try:
+        await response.wait_headers()
+    except BaseException:
+        response.release()
+        raise
+
+
 def _serialize(method: str, target: str, host: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
     """The request head, from values the gateway built itself (checked: no CR/LF, no spaces)."""
+    if method not in ("GET", "POST"):
+        raise ValueError(f"unsupported method: {method[:16]!r}")
     if not target.startswith("/") or any(c in target for c in " \r\n"):
         raise ValueError(f"invalid request target: {target[:80]!r}")
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
