@@ -30,5 +30,5 @@ def register(sub: Any) -> None:
         description="Serve the label-enforcing Prometheus API for tenants with gunicorn. "
         "Settings come from the environment; see docs/gateway.md.",
     )
-    parser.add_argument("--workers", type=int, default=0, help="gunicorn worker processes, one event loop each (default: one per CPU)")
+    parser.add_argument("--workers", type=int, default=0, help="gunicorn worker processes, one event loop each (default: one per CPU, at most 4)")
     parser.set_defaults(func=_serve)

@@ -1,7 +1,7 @@
 """gunicorn settings for the gateway: ``gunicorn -c gateway/gunicorn_conf.py "gateway.app:create_app()"``.
 
 Environment: PORT (default 8090), GATEWAY_BIND_HOST (default 0.0.0.0, as Cloud Foundry
-needs), GATEWAY_WORKERS (else WEB_CONCURRENCY, else one per CPU). Each worker is one
+needs), GATEWAY_WORKERS (else WEB_CONCURRENCY, else one per CPU, at most 4). Each worker is one
 process running one uvloop event loop (aiohttp's gunicorn worker): requests wait on
 Prometheus without holding a thread. Metrics from all workers are merged through
 prometheus_client's multiprocess mode.
@@ -17,7 +17,9 @@ from typing import Any
 from gateway.config import DEFAULT_PORT
 
 bind = f"{os.environ.get('GATEWAY_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT') or DEFAULT_PORT}"
-workers = int(os.environ.get("GATEWAY_WORKERS") or os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1))
+# Containers often see the host's CPUs (Cloud Foundry shares them by weight): the default is
+# capped so a large host does not start dozens of ~70 MB workers in a 512 MB container.
+workers = int(os.environ.get("GATEWAY_WORKERS") or os.environ.get("WEB_CONCURRENCY") or min(os.cpu_count() or 1, 4))
 worker_class = "aiohttp.GunicornUVLoopWebWorker"
 keepalive = 75  # longer than Grafana's and the CF router's idle timeouts
 timeout = 120
