@@ -20,13 +20,15 @@ _SECRET_PATTERNS = (
     (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[^\s'\",}]+"), r"\1\2 [REDACTED]"),
     (re.compile(r"(?i)((?:password|secret|token|api_key|apikey)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}&]+"), r"\1[REDACTED]"),
     (re.compile(r"(?i)(https?://[^:/\s@]+:)[^@\s/]+@"), r"\1[REDACTED]@"),
+    # A credential quoted without its header name (an HTTP parser's error quotes the bad line).
+    (re.compile(r"(?i)\b(basic|bearer)\s+(?!\[REDACTED\])[A-Za-z0-9+/._~-]{16,}=*"), r"\1 [REDACTED]"),
 )
 
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 # One cheap search first: most lines hold none of the words the patterns need.
-_MAYBE_SECRET = re.compile(r"(?i)authorization|password|secret|token|api_?key|://")
+_MAYBE_SECRET = re.compile(r"(?i)authorization|password|secret|token|api_?key|://|basic|bearer")
 
 
 def scrub(text: str) -> str:
@@ -76,10 +78,16 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(entry, default=str)
 
 
-def configure(level: str = "INFO") -> None:
-    """Route every logger to stdout as JSON lines. Safe to call more than once."""
+def json_handler() -> logging.Handler:
+    """A handler writing scrubbed JSON lines to stdout."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    return handler
+
+
+def configure(level: str = "INFO") -> None:
+    """Route every logger to stdout as JSON lines. Safe to call more than once."""
+    handler = json_handler()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -89,6 +89,14 @@ def error_response(exc: BaseException) -> web.Response:
     return prometheus_error(500, "internal", "internal error (see the gateway's logs)")
 
 
+def _authorization(request: web.Request) -> str | None:
+    """The one Authorization header; two are refused rather than one picked silently."""
+    found = request.headers.getall("Authorization", ())
+    if len(found) > 1:
+        raise Unauthenticated("more than one Authorization header")
+    return found[0] if found else None
+
+
 class Gatekeeper:
     """Who is asking, and may they ask now: credentials, then the rate limit."""
 
@@ -156,8 +164,13 @@ def create_app(
         resp: web.StreamResponse
         try:
             if endpoint not in PUBLIC_ENDPOINTS and ui_app not in match.apps:
-                tenant = request[TENANT] = await gatekeeper.admit(request.headers.get("Authorization"))
+                tenant = request[TENANT] = await gatekeeper.admit(_authorization(request))
             resp = await handler(request)
+        except ConnectionResetError:
+            # The client went away (or the upstream cut a streamed answer short): nothing
+            # can be answered any more; counted, not logged as an error.
+            metrics.requests.labels(endpoint, "499", tenant.scope.value if tenant else "none").inc()
+            raise
         except web.HTTPException as exc:
             if exc.status < 400:  # the page's slash redirect
                 raise

@@ -26,6 +26,8 @@ timeout = 120
 graceful_timeout = 30
 accesslog = None  # the app writes one JSON line per request, without secrets
 errorlog = "-"
+# gunicorn's own lines as scrubbed JSON (a malformed request's error quotes its headers).
+logger_class = "common.gunicorn_logging.JsonLogger"
 # Workers are recycled now and then: a leak (or a parser bug) cannot grow forever.
 max_requests = 20000
 max_requests_jitter = 2000

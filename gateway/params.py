@@ -16,6 +16,8 @@ from datetime import datetime
 
 import promql_parser as pp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict
 
 from common.errors import InvalidInput
@@ -62,8 +64,13 @@ async def read_params(request: web.Request) -> Params:
             raise InvalidInput(f"POST bodies must be {_FORM}, not {mimetype[:64]}")
         try:
             form = await request.post()
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, LookupError) as exc:  # LookupError: unknown charset
             raise InvalidInput("the form body is not valid UTF-8 form data") from exc
+        except (web.HTTPException, HttpProcessingError, RequestPayloadError) as exc:
+            if isinstance(exc, web.HTTPRequestEntityTooLarge):
+                raise
+            # A body that does not decode as its Content-Encoding says, or is cut short.
+            raise InvalidInput("the request body cannot be read (check Content-Encoding)") from exc
         for key, value in form.items():
             if not isinstance(value, str):  # a file part: only multipart has those
                 raise InvalidInput(f"POST bodies must be {_FORM}")

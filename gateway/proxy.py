@@ -9,6 +9,7 @@ Whatever the gateway cannot enforce is refused with 403 in Prometheus's error fo
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +34,7 @@ from gateway.params import (
 )
 from gateway.upstream import UpstreamResponse, Upstreams
 
+log = logging.getLogger("gateway")
 METHODS = ("GET", "POST")
 # Response headers relayed from Prometheus; everything else (Set-Cookie, Server, ...) is not.
 # Content-Length is right because the body is relayed byte for byte (never decompressed).
@@ -98,7 +100,7 @@ class PrometheusApi:
             resource = router.add_resource(path, name=name)
             for method in methods:
                 resource.add_route(method, handler)
-            resource.add_route("HEAD", handler)  # as GET, without the body (aiohttp drops it)
+            resource.add_route("HEAD", handler)  # as GET, without the body (see _relay)
             # Any other method on a known path: 405, not the catch-all below.
             resource.add_route("*", _method_not_allowed)
         router.add_route("*", "/api/v1/{rest:.*}", self.refused, name="refused")
@@ -153,6 +155,12 @@ class PrometheusApi:
         """Stream the upstream's body as it arrives, compression untouched."""
         answer = await self._forward(request, path, params, method)
         headers = {k: v for k in _RELAYED_HEADERS if (v := answer.headers.get(k)) is not None}
+        if request.method == "HEAD":
+            # No body may follow a HEAD answer (a streamed one would be sent: aiohttp drops
+            # only a plain Response's), or the connection's next answer would start with it.
+            answer.close()
+            headers.pop("Content-Length", None)
+            return web.Response(status=answer.status, headers=headers)
         if answer.body is not None:
             answer.close()
             return web.Response(body=answer.body, status=answer.status, headers=headers)
@@ -161,6 +169,13 @@ class PrometheusApi:
             await resp.prepare(request)
             async for chunk in answer.chunks():
                 await resp.write(chunk)
+        except OSError as exc:
+            if isinstance(exc, ConnectionResetError):
+                raise  # the client went away
+            # The upstream failed after the status was sent: all that is left is to cut the
+            # answer short, so the client sees an incomplete body rather than a wrong one.
+            log.warning("upstream answer cut short", extra={"upstream": answer.instance, "error": str(exc)})
+            raise ConnectionResetError("upstream answer cut short") from exc
         finally:
             answer.close()
         await resp.write_eof()

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -332,8 +331,9 @@ def test_accepted_chunked_bodies_end_where_they_say_and_the_next_request_stands_
     is authenticated on its own (none: 401) and the enforced query shows alpha's data only."""
     other = '{cf_space_guid=~".+"}'
     encoded = "query=" + quote(other, safe="")
-    pieces = [encoded[:9], encoded[9:20], encoded[20:]]  # "...%7" | "Bcf_sp...": split escapes
-    assert any(p.endswith("%") or p[-2:-1] == "%" for p in pieces[:2])
+    cut = encoded.index("%")  # split inside escapes: "...%" | "7B..." and "...%3" | "D..."
+    cut2 = encoded.index("%3D") + 2
+    pieces = [encoded[: cut + 1], encoded[cut + 1 : cut2], encoded[cut2:]]
     chunked = "".join(f"{len(p):x};ext=1\r\n{p}\r\n" for p in pieces) + "0\r\nX-Trailer: 1\r\n\r\n"
     before = upstream_calls(world)
     with Wire(world) as wire:
@@ -366,7 +366,7 @@ def test_pipelined_requests_with_different_credentials_each_see_only_their_own(
     a, b, o = (basic(world.tenants[t]) for t in ("alpha", "bravo", "org1"))
     wrong = "Basic " + base64.b64encode(f"{world.tenants['alpha'].username}:wrong-password".encode()).decode()
     everything = '{__name__=~".+"}'
-    plan: list[tuple[str, str, str | None]] = [  # (method, request, tenant or None for a 401)
+    plan: list[tuple[str, str, str | None]] = [  # (method, request, tenant; None: a 401)
         ("GET", head("GET", q(everything), a), "alpha"),
         ("GET", head("GET", q(everything), b), "bravo"),
         ("GET", head("GET", q(everything)), None),
@@ -375,7 +375,7 @@ def test_pipelined_requests_with_different_credentials_each_see_only_their_own(
         ("GET", head("GET", q("sum("), b), "bravo"),  # a 400 keeps the connection and its order
         ("GET", head("GET", q(everything), a), "alpha"),
         ("GET", head("GET", q("up"), "Bearer " + world.tenants["bravo"].password), "bravo"),
-        ("GET", head("GET", q(everything), a, "Authorization: \r\n"), "alpha"),
+        ("GET", head("GET", q(everything), a, "Authorization: \r\n"), None),  # two headers: 401
         ("GET", head("GET", q(everything)), None),
     ]
     before = upstream_calls(world)
@@ -388,11 +388,11 @@ def test_pipelined_requests_with_different_credentials_each_see_only_their_own(
             assert_prometheus_error(answer, 401)
             continue
         assert_isolated(tenant, answer)
-        if "sum(" in req:
+        if "sum%28" in req:
             assert_prometheus_error(answer, 400)
         else:
             assert guids(answer) == own_guids(tenant), req.split("\r\n")[0]
-    assert upstream_calls(world) == before + 6  # the six 200s, nothing else
+    assert upstream_calls(world) == before + 5  # the five 200s, nothing else
 
 
 def test_interleaved_tenants_on_many_keepalive_connections(world: World, no_crash: None) -> None:
@@ -420,23 +420,16 @@ def test_interleaved_tenants_on_many_keepalive_connections(world: World, no_cras
     assert errors == []
 
 
-def test_a_repeated_authorization_header_never_widens_or_mixes_tenants(world: World) -> None:
-    """Two Authorization headers: refused (401) or one of them, always the same one; never both
-    tenants' data at once, never a different choice from one request (or worker) to the next."""
+def test_a_repeated_authorization_header_is_refused(world: World) -> None:
+    """Two Authorization headers: 401, never one of them picked (nor both tenants' data)."""
     a, b = basic(world.tenants["alpha"]), basic(world.tenants["bravo"])
-    for first, second, names in ((a, b, ("alpha", "bravo")), (b, a, ("bravo", "alpha"))):
-        seen = set()
-        for _ in range(6):  # fresh connections: both gunicorn workers answer
+    for first, second in ((a, b), (b, a), (a, a)):
+        for _ in range(4):  # fresh connections: both gunicorn workers answer
             with Wire(world) as wire:
                 wire.send(head("GET", q("up"), first, f"Authorization: {second}\r\nConnection: close\r\n"))
                 answer = wire.response()
-            if answer.status == 401:
-                seen.add("401")
-                continue
-            found = guids(answer)
-            assert found in (own_guids(names[0]), own_guids(names[1])), found
-            seen.add(names[0] if found == own_guids(names[0]) else names[1])
-        assert len(seen) == 1, f"inconsistent choice between {names}: {seen}"
+            assert_prometheus_error(answer, 401)
+            assert b"more than one Authorization header" in answer.body
 
 
 def test_client_supplied_tenancy_and_forwarding_headers_are_ignored(world: World) -> None:
@@ -539,7 +532,7 @@ def test_parameters_from_url_and_body_are_merged_strictly(world: World, no_crash
         assert "up" in names and "alpha_only_metric" in names, names
         assert {s[GUID] for s in answer.json()["data"]} == own_guids("alpha")
         # the same for label values, through the URL only (GET) and with an empty selector
-        wire.send(head("GET", f"/api/v1/label/{GUID}/values?match[]=up&match[]={everything}&match[]=", a))
+        wire.send(head("GET", f"/api/v1/label/{GUID}/values?match[]=up&match[]={everything}", a))
         answer = wire.response()
         assert set(answer.json()["data"]) == own_guids("alpha")
 
@@ -620,7 +613,6 @@ def test_clients_that_stop_reading_a_big_answer_do_not_stall_anyone_else(
     stalled = [Wire(world) for _ in range(6)]
     try:
         for wire in stalled:
-            wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             wire.send(head("GET", big_range_query(), b))
             wire.sock.recv(1)  # the answer has started; now read nothing more
         for _ in range(20):  # fresh connections, so both workers are asked
@@ -660,9 +652,12 @@ def test_clients_vanishing_mid_answer_leave_no_bytes_for_the_next_tenant(
                     wire.sock.recv(65536 * (round_ % 3))
                 if round_ % 2:
                     wire.reset()
-            for alpha in keep:
+            for n, alpha in enumerate(keep):
                 alpha.send(head("GET", q('{__name__=~".+"}'), a))
-                answer = alpha.response()
+                try:
+                    answer = alpha.response()
+                except TimeoutError:
+                    pytest.fail(f"round {round_}: alpha's keep-alive connection {n} got no answer in 15 s")
                 assert guids(answer) == own_guids("alpha")
                 assert_isolated("alpha", answer)
             with Wire(world) as wire:  # half-closed: request sent, then no more reading
@@ -714,8 +709,6 @@ def test_error_answers_of_the_http_layer_reveal_no_internals(world: World) -> No
         ("POST", head("POST", "/api/v1/query", a, "Content-Type: multipart/form-data; boundary=x\r\n"
                       "Content-Length: 5\r\n") + "--x--"),
         ("POST", head("POST", "/api/v1/query", a, FORM + "Content-Length: 2000000\r\n") + "query=up&p=" + "x" * 2_000_000),
-        ("POST", head("POST", "/api/v1/query", a, FORM + "Content-Encoding: gzip\r\nContent-Length: 4\r\n") + "junk"),
-        ("POST", head("POST", "/api/v1/query", a, FORM + "Content-Encoding: br\r\nContent-Length: 4\r\n") + "junk"),
         ("POST", head("POST", "/api/v1/query", a, "Content-Type: application/x-www-form-urlencoded; charset=latin-1\r\n"
                       "Content-Length: 9\r\n") + "query=up\xe9"),
         ("GET", head("GET", "/api/v1/query?query=up", "Basic " + "A" * 500)),
@@ -732,3 +725,21 @@ def test_error_answers_of_the_http_layer_reveal_no_internals(world: World) -> No
             assert_prometheus_error(answer, answer.status)
         else:
             assert_isolated("alpha", answer)
+
+
+@pytest.mark.parametrize("extra", [
+    FORM + "Content-Encoding: gzip\r\n",
+    FORM + "Content-Encoding: deflate\r\n",
+    "Content-Type: application/x-www-form-urlencoded; charset=no-such-charset\r\n",
+], ids=["gzip that is not gzip", "deflate that is not deflate", "unknown charset"])
+def test_undecodable_bodies_are_the_clients_fault_not_a_500(world: World, extra: str) -> None:
+    """A body the gateway cannot decode is a 400 in Prometheus's format, like any bad input;
+    a 500 ("internal", an ERROR with a traceback in the log) is for the gateway's own faults."""
+    with Wire(world) as wire:
+        wire.send(head("POST", "/api/v1/query", basic(world.tenants["alpha"]),
+                       extra + "Content-Length: 8\r\n") + "query=up")
+        answer = wire.response("POST")
+    if (answer.header("Content-Type") or "").startswith("text/plain"):
+        assert_aiohttp_bad_request(answer)
+    else:
+        assert_prometheus_error(answer, 400)
