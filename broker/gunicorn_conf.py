@@ -26,8 +26,6 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = None
 errorlog = "-"
-# gunicorn's own lines as scrubbed JSON (a malformed request's error quotes its headers).
-logger_class = "common.gunicorn_logging.JsonLogger"
 capture_output = False
 # gunicorn >= 24 opens a runtime control socket at one fixed path per user; several masters
 # on one machine (tests, benchmarks, other parts) would fight over it, and we never use it.

@@ -26,8 +26,19 @@ timeout = 120
 graceful_timeout = 30
 accesslog = None  # the app writes one JSON line per request, without secrets
 errorlog = "-"
-# gunicorn's own lines as scrubbed JSON (a malformed request's error quotes its headers).
-logger_class = "common.gunicorn_logging.JsonLogger"
+# gunicorn's own lines (and aiohttp's, which go through gunicorn's error log) as scrubbed
+# JSON, like the broker's: a malformed request's parser error quotes its raw headers.
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "common.jsonlog.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+    "root": {"level": os.environ.get("LOG_LEVEL", "INFO").upper(), "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
+    },
+}
 # Workers are recycled now and then: a leak (or a parser bug) cannot grow forever.
 max_requests = 20000
 max_requests_jitter = 2000
