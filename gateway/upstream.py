@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-
 from urllib.parse import urlencode
 
 from multidict import CIMultiDictProxy

@@ -29,7 +29,13 @@ from urllib.parse import quote, urlencode, urlsplit
 import pytest
 import requests
 
-from tests.security.test_isolation_attacks import GUID, INTERNALS, LEAKY_ERROR_TEXT, forbidden, own_guids
+from tests.security.test_isolation_attacks import (
+    GUID,
+    INTERNALS,
+    LEAKY_ERROR_TEXT,
+    forbidden,
+    own_guids,
+)
 from tests.security.world import BRAVO, Creds, World, running_world
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

@@ -19,7 +19,13 @@ import pytest
 import requests
 
 from broker.app import create_app as create_broker
-from broker.config import DEFAULT_ORG_PLAN_ID, DEFAULT_SERVICE_ID, DEFAULT_SERVICE_NAME, DEFAULT_SPACE_PLAN_ID, BrokerSettings
+from broker.config import (
+    DEFAULT_ORG_PLAN_ID,
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_NAME,
+    DEFAULT_SPACE_PLAN_ID,
+    BrokerSettings,
+)
 from common.credentials import derive_key
 from gateway.config import GatewaySettings
 from gateway.proxy import REFUSED_PREFIXES
