@@ -31,6 +31,12 @@ demo: deps
 
 run: demo
 
+## Static checks (ruff, mypy strict on the packages listed in pyproject.toml).
+lint: venv
+	$(BIN)/pip install -q -e '.[test,dev]'
+	$(BIN)/ruff check --select E4,E7,E9,F,I common broker sd gateway fakes demo tests
+	$(BIN)/mypy
+
 bench: deps
 	$(BIN)/python -m bench.run_all
 

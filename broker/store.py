@@ -239,7 +239,7 @@ class Store:
                 raise NotFound(f"service instance {instance_id} does not exist")
             return list(done.details["revoked_bindings"])
         with self._unit(write=True) as conn:
-            revoked = sorted(conn.scalars(_DELETE_BINDINGS_OF, {"instance_id": instance_id}))
+            revoked: list[str] = sorted(conn.scalars(_DELETE_BINDINGS_OF, {"instance_id": instance_id}))
             # rowcount, not a prior read: of two concurrent deletes only one removes the row.
             if conn.execute(_DELETE_INSTANCE, {"id": instance_id}).rowcount == 0:
                 raise NotFound(f"service instance {instance_id} does not exist")

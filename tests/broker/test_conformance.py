@@ -195,7 +195,7 @@ def _last_op(body: Any) -> bool:
     return isinstance(body, dict) and body.get("state") in STATES
 
 
-I = "/v2/service_instances/{iid}"
+I = "/v2/service_instances/{iid}"  # noqa: E741 - the OSB spec's own shorthand
 B = "/v2/service_instances/{iid}/service_bindings/{bid}"
 DQ = "?service_id={service}&plan_id={plan_a}"
 DQ_B = "?service_id={service}&plan_id={plan_b}"
