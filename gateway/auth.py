@@ -109,7 +109,7 @@ class Authenticator:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[bytes, tuple[float, Tenant]] = {}
-        self._refused: dict[bytes, float] = {}  # header digest -> until when
+        self._refused: dict[bytes, tuple[float, None]] = {}  # header digest -> (until when, None)
         self._lock = threading.Lock()
 
     def cached(self, header: str | None) -> Tenant | None:
@@ -123,7 +123,8 @@ class Authenticator:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        if self._refused.get(key, 0.0) > now:
+        refused = self._refused.get(key)
+        if refused is not None and refused[0] > now:
             raise Unauthenticated("invalid credentials")
         return None
 
@@ -140,7 +141,7 @@ class Authenticator:
         except Unauthenticated:
             if self._ttl > 0:
                 with self._lock:
-                    _remember(self._refused, key, now + self._ttl, now)
+                    _remember(self._refused, key, (now + self._ttl, None), now)
             raise
         if self._ttl > 0:
             with self._lock:
@@ -173,12 +174,11 @@ class Authenticator:
         return Tenant(binding.id, binding.username, scope, value)
 
 
-def _remember(table: dict[bytes, Any], key: bytes, entry: Any, now: float) -> None:
-    """Add ``entry``, keeping ``table`` under MAX_CACHE_ENTRIES (expired entries go first)."""
+def _remember(table: dict[bytes, tuple[float, Any]], key: bytes, entry: tuple[float, Any], now: float) -> None:
+    """Add ``entry`` (expiry first), keeping ``table`` under MAX_CACHE_ENTRIES (expired go first)."""
     if len(table) >= MAX_CACHE_ENTRIES:
-        expired = [k for k, v in table.items() if (v[0] if isinstance(v, tuple) else v) <= now]
-        for k in expired:
-            del table[k]
+        for expired in [k for k, v in table.items() if v[0] <= now]:
+            del table[expired]
         if len(table) >= MAX_CACHE_ENTRIES:
             table.clear()
     table[key] = entry
