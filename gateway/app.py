@@ -15,6 +15,7 @@ import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +37,7 @@ from gateway import config
 from gateway.auth import Authenticator, Tenant
 from gateway.metrics import GatewayMetrics
 from gateway.params import LimitExceeded
-from gateway.proxy import TENANT, UPSTREAM_INDEX, PrometheusApi
+from gateway.proxy import CUT_SHORT, TENANT, UPSTREAM_INDEX, PrometheusApi
 from gateway.ratelimit import RateLimiter
 from gateway.ui import DOCS_ROUTE, UI_PREFIX, add_docs_routes, create_ui_app
 from gateway.upstream import Upstreams
@@ -104,15 +105,29 @@ class Gatekeeper:
         self.authenticator = authenticator
         self.limiter = limiter
         self.metrics = metrics
-        # DB lookups block; they run here, at most once a second per credential (the cache).
+        # DB lookups block; they run here, at most once a second per credential (the cache),
+        # and once for all the requests that arrive with a header while it is looked up.
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="auth")
+        self._pending: dict[str, asyncio.Future[Tenant]] = {}
 
     async def authenticate(self, header: str | None) -> Tenant:
         tenant = self.authenticator.cached(header)
-        if tenant is None:
+        if tenant is not None:
+            return tenant
+        assert header  # cached() refuses a missing header
+        pending = self._pending.get(header)
+        if pending is None:
             loop = asyncio.get_running_loop()
-            tenant = await loop.run_in_executor(self.executor, self.authenticator.authenticate, header)
-        return tenant
+            pending = loop.run_in_executor(self.executor, self.authenticator.authenticate, header)
+            self._pending[header] = pending
+            pending.add_done_callback(partial(self._settled, header))
+        # shield: one waiter giving up (its client went away) must not cancel the others'.
+        return await asyncio.shield(pending)
+
+    def _settled(self, header: str, future: asyncio.Future[Tenant]) -> None:
+        self._pending.pop(header, None)
+        if not future.cancelled():
+            future.exception()  # retrieved, even if every waiter has gone
 
     async def admit(self, header: str | None) -> Tenant:
         try:
@@ -166,11 +181,6 @@ def create_app(
             if endpoint not in PUBLIC_ENDPOINTS and ui_app not in match.apps:
                 tenant = request[TENANT] = await gatekeeper.admit(_authorization(request))
             resp = await handler(request)
-        except ConnectionResetError:
-            # The client went away (or the upstream cut a streamed answer short): nothing
-            # can be answered any more; counted, not logged as an error.
-            metrics.requests.labels(endpoint, "499", tenant.scope.value if tenant else "none").inc()
-            raise
         except web.HTTPException as exc:
             if exc.status < 400:  # the page's slash redirect
                 raise
@@ -179,7 +189,9 @@ def create_app(
             resp = error_response(exc)
         elapsed = time.perf_counter() - started
         scope = tenant.scope.value if tenant is not None else "none"
-        metrics.requests.labels(endpoint, str(resp.status), scope).inc()
+        # 499: the answer was cut short after its status was sent (see proxy._relay).
+        status = 499 if request.get(CUT_SHORT) else resp.status
+        metrics.requests.labels(endpoint, str(status), scope).inc()
         metrics.request_seconds.labels(endpoint).observe(elapsed)
         if endpoint not in PUBLIC_ENDPOINTS and log.isEnabledFor(info):
             log.info(
@@ -188,7 +200,7 @@ def create_app(
                     "request_id": request_id_var.get(),
                     "method": request.method,
                     "endpoint": endpoint,
-                    "status": resp.status,
+                    "status": status,
                     "scope": scope,
                     "username": tenant.username if tenant is not None else None,
                     "upstream": request.get(UPSTREAM_INDEX),

@@ -165,6 +165,9 @@ class Response:
             return
         self._released = True
         if self._complete and self._keep_alive and self._error is None:
+            if self._paused:  # the whole answer is in, some of it unread: read again
+                self._paused = False
+                self._conn.resume()
             self._conn.finished()
         else:
             self._conn.close()

@@ -60,6 +60,7 @@ REFUSED_PREFIXES = (
 
 TENANT = web.RequestKey("tenant", Tenant)
 UPSTREAM_INDEX = web.RequestKey("upstream_index", int)  # which instance answered (for the log)
+CUT_SHORT = web.RequestKey("cut_short", bool)  # the answer was cut short after its status
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -169,16 +170,19 @@ class PrometheusApi:
             await resp.prepare(request)
             async for chunk in answer.chunks():
                 await resp.write(chunk)
+            await resp.write_eof()
         except OSError as exc:
-            if isinstance(exc, ConnectionResetError):
-                raise  # the client went away
-            # The upstream failed after the status was sent: all that is left is to cut the
-            # answer short, so the client sees an incomplete body rather than a wrong one.
-            log.warning("upstream answer cut short", extra={"upstream": answer.instance, "error": str(exc)})
-            raise ConnectionResetError("upstream answer cut short") from exc
+            # Cut short after the status was sent: the client went away, or the upstream
+            # failed. The connection is dropped, so the client sees an incomplete answer,
+            # never one that looks complete (a chunked answer's end marker is not sent).
+            if not isinstance(exc, ConnectionResetError):
+                log.warning("upstream answer cut short",
+                            extra={"upstream": answer.instance, "error": str(exc)})
+            request[CUT_SHORT] = True
+            if request.transport is not None:
+                request.transport.abort()
         finally:
             answer.close()
-        await resp.write_eof()
         return resp
 
     async def _json(self, request: web.Request, path: str, params: list[tuple[str, str]]) -> Any:

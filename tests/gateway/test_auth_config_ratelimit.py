@@ -163,3 +163,43 @@ def test_token_bucket() -> None:
     limiter.take("a")
     with pytest.raises(TooManyRequests):
         limiter.take("a")
+
+
+def test_concurrent_first_requests_share_one_lookup(database_url: str) -> None:
+    """Twenty requests with a header not yet verified ask the database once, not twenty
+    times (counted on the real engine); a wrong header likewise."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy import event
+
+    from gateway.app import Gatekeeper
+    from gateway.metrics import GatewayMetrics
+
+    tenant = add_tenant(database_url, "space", "org-1", "space-1")
+    engine = db.make_engine(database_url)
+    lookups: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if "bindings" in statement:
+            lookups.append(statement)
+
+    gatekeeper = Gatekeeper(Authenticator(db.make_session_factory(engine), ttl=1.0),
+                            RateLimiter(1000.0, 1000), GatewayMetrics.create(CollectorRegistry()))
+
+    async def burst(header: str) -> list[object]:
+        return await asyncio.gather(*(gatekeeper.authenticate(header) for _ in range(20)),
+                                    return_exceptions=True)
+
+    try:
+        answers = asyncio.run(burst(_basic(tenant.username, tenant.password)))
+        assert {a.binding_id for a in answers} == {tenant.binding_id}  # type: ignore[attr-defined]
+        assert len(lookups) == 1
+        refused = asyncio.run(burst(_basic(tenant.username, "wrong")))
+        assert all(isinstance(a, Unauthenticated) for a in refused)
+        assert len(lookups) == 2
+        assert gatekeeper._pending == {}
+    finally:
+        gatekeeper.executor.shutdown()
+        engine.dispose()

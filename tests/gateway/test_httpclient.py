@@ -876,6 +876,33 @@ def test_large_body_read_slowly_pauses_reading(run: Runner[Any]) -> None:
         run(body(server.url))
 
 
+def test_complete_answer_released_while_paused_leaves_a_reading_connection(run: Runner[Any]) -> None:
+    """An answer that arrived whole but was read only in part (a HEAD, a client that went
+    away) goes back to the pool reading again: the next request on it gets its answer."""
+    first = b"x" * (HIGH_WATER + 1000)  # the read that completes it crosses the high mark
+
+    def handler(peer: Peer) -> None:
+        peer.read_request()
+        peer.send(ok(first))
+        peer.read_request()
+        peer.send(ok(b"second"))
+        peer.wait_eof()
+
+    async def body(url: str) -> None:
+        pool = Pool(url)
+        resp = await get(pool)
+        await _until(lambda: resp._complete)
+        assert resp._paused  # the situation under test
+        resp.release()  # nothing read
+        second = await get(pool, read_timeout=2.0)
+        assert await second.read() == b"second"
+        pool.close()
+
+    with raw_server(handler) as server:
+        run(body(server.url))
+        assert server.accepts == 1  # the same connection, reused
+
+
 # --- no header injection ------------------------------------------------------------------
 
 

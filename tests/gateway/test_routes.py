@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -364,6 +367,59 @@ def test_head_on_a_query_is_enforced(gateway, tenants, rec) -> None:
     assert rec.last().get("query") == [f"up{{{T_A}}}"]
 
 
+def _cutting_upstream() -> tuple[str, threading.Thread, socket.socket]:
+    """An upstream that starts a chunked 200 answer, sends one chunk, then closes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n10\r\n{\"status\":\"succe\r\n")
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", thread, listener
+
+
+def test_an_answer_cut_short_upstream_is_cut_short_for_the_client(
+        sqlite_url, tenants, caplog: pytest.LogCaptureFixture) -> None:
+    """Never a complete-looking answer (no chunked end marker): the client sees the cut;
+    counted as 499, logged as a warning, not as an error with a traceback."""
+    upstream_url, _, listener = _cutting_upstream()
+    registry = CollectorRegistry()
+    try:
+        with serve_app(create_app(_settings((upstream_url,), sqlite_url), registry)) as url:
+            parts = urlsplit(url)
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            token = requests.auth._basic_auth_str(*tenants["a"].auth)
+            conn.request("GET", "/api/v1/query?query=up", headers={"Authorization": token})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            with pytest.raises(http.client.IncompleteRead):
+                resp.read()
+            conn.close()
+            deadline = time.monotonic() + 5
+            sample = None
+            while sample is None and time.monotonic() < deadline:
+                sample = registry.get_sample_value(
+                    "tenant_metrics_gateway_requests_total", {"endpoint": "query", "status": "499", "scope": "space"})
+                time.sleep(0.05)
+            assert sample == 1
+    finally:
+        listener.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any(r.getMessage() == "upstream answer cut short" for r in caplog.records)
+
+
 def test_unknown_api_path_is_404_even_after_auth(gateway, tenants, rec) -> None:
     url, _ = gateway
     _error(requests.get(url + "/api/v1/nope", auth=tenants["a"].auth), 404, "not_found")
@@ -508,7 +564,14 @@ def test_client_request_ids_are_kept_only_when_plain(gateway, tenants, rec, capl
     caplog.set_level(logging.INFO, logger="gateway")
     requests.get(url + "/api/v1/labels", auth=tenants["a"].auth, headers={"X-Request-Id": "abc-123"})
     requests.get(url + "/api/v1/labels", auth=tenants["a"].auth, headers={"X-Request-Id": '"}{"password":"x'})
-    ids = [getattr(r, "request_id", None) for r in caplog.records if r.getMessage() == "request"]
+    # A streamed answer reaches the client before the log line is written: wait for both.
+    deadline = time.monotonic() + 5
+    ids: list[str | None] = []
+    while time.monotonic() < deadline:
+        ids = [getattr(r, "request_id", None) for r in caplog.records if r.getMessage() == "request"]
+        if len(ids) >= 2:
+            break
+        time.sleep(0.02)
     assert ids[-2] == "abc-123"
     assert ids[-1] and "password" not in ids[-1] and len(ids[-1]) == 32
 
