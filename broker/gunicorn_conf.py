@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from typing import Any
 
+from common.jsonlog import gunicorn_logconfig
+
 # Several workers: metric values go to files in a shared directory that /metrics merges.
 # It must be set before prometheus_client is imported anywhere (it picks its value class
 # at import), which is why this happens at the top of the config module.
@@ -30,19 +32,8 @@ capture_output = False
 # gunicorn >= 24 opens a runtime control socket at one fixed path per user; several masters
 # on one machine (tests, benchmarks, other parts) would fight over it, and we never use it.
 control_socket_disable = True
-logconfig_dict: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "common.jsonlog.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
-    "root": {"level": os.environ.get("LOG_LEVEL", "INFO").upper(), "handlers": ["stdout"]},
-    "loggers": {
-        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
-        "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
-        # Never DEBUG: its request printer logs the Authorization header.
-        "openbrokerapi": {"level": "WARNING"},
-    },
-}
+# Never DEBUG for openbrokerapi: its request printer logs the Authorization header.
+logconfig_dict = gunicorn_logconfig(os.environ.get("LOG_LEVEL", "INFO"), quiet=("openbrokerapi",))
 
 
 def on_starting(server: Any) -> None:

@@ -96,3 +96,22 @@ def configure(level: str = "INFO") -> None:
     logging.getLogger("openbrokerapi").setLevel(max(logging.INFO, root.level))
     # Alembic narrates every plugin it loads at INFO; only its warnings are news.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+
+
+def gunicorn_logconfig(level: str, quiet: tuple[str, ...] = ()) -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: its own lines (boot, worker exits, "Error handling
+    request", which quotes a malformed request's raw headers) as scrubbed JSON on stdout,
+    like every other line. ``quiet`` loggers are held at WARNING."""
+    stdout = {"handlers": ["stdout"], "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "common.jsonlog.JsonFormatter"}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+        "root": {"level": level.upper(), "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", **stdout},
+            "gunicorn.access": {"level": "WARNING", **stdout},
+            **{name: {"level": "WARNING"} for name in quiet},
+        },
+    }

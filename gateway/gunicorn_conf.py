@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from typing import Any
 
+from common.jsonlog import gunicorn_logconfig
 from gateway.config import DEFAULT_PORT
 
 bind = f"{os.environ.get('GATEWAY_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT') or DEFAULT_PORT}"
@@ -26,19 +27,8 @@ timeout = 120
 graceful_timeout = 30
 accesslog = None  # the app writes one JSON line per request, without secrets
 errorlog = "-"
-# gunicorn's own lines (and aiohttp's, which go through gunicorn's error log) as scrubbed
-# JSON, like the broker's: a malformed request's parser error quotes its raw headers.
-logconfig_dict: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "common.jsonlog.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
-    "root": {"level": os.environ.get("LOG_LEVEL", "INFO").upper(), "handlers": ["stdout"]},
-    "loggers": {
-        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
-        "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
-    },
-}
+# gunicorn's own lines (and aiohttp's, which go through gunicorn's error log) as scrubbed JSON.
+logconfig_dict = gunicorn_logconfig(os.environ.get("LOG_LEVEL", "INFO"))
 # Workers are recycled now and then: a leak (or a parser bug) cannot grow forever.
 max_requests = 20000
 max_requests_jitter = 2000
