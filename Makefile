@@ -34,7 +34,7 @@ run: demo
 ## Static checks (ruff, mypy strict on the packages listed in pyproject.toml).
 lint: venv
 	$(BIN)/pip install -q -e '.[test,dev]'
-	$(BIN)/ruff check --select E4,E7,E9,F,I common broker sd gateway fakes demo tests
+	$(BIN)/ruff check --select E4,E7,E9,F,I tenant_metrics broker sd gateway migrations bench tests
 	$(BIN)/mypy
 
 bench: deps

@@ -29,11 +29,10 @@ from pathlib import Path
 import requests
 from sqlalchemy import create_engine, text
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 from broker.config import DEFAULT_SERVICE_ID, DEFAULT_SPACE_PLAN_ID
-from common import db
+from tenant_metrics.core import db
+
+ROOT = Path(__file__).resolve().parent.parent
 
 USERNAME = "bench-broker"
 PASSWORD = "bench-password-0123456789-abcdef"

@@ -207,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
-    from common import db
-    from fakes import exporter
-    from tests.gateway.support import add_tenant
+    from tenant_metrics.core import db
+    from tenant_metrics.fakes import exporter
+    from tenant_metrics.world import add_tenant
 
     began = time.time()
     load_at_start = os.getloadavg()[0]

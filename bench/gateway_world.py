@@ -143,6 +143,6 @@ def start_gateway(
     }
     (workdir / "prom-multiproc").mkdir(exist_ok=True)
     url = f"http://127.0.0.1:{port}"
-    proc = spawn_ready([sys.executable, "-m", "common.cli", "gateway"], workdir / "gateway.log",
+    proc = spawn_ready([sys.executable, "-m", "tenant_metrics", "gateway"], workdir / "gateway.log",
                        url + "/healthz", timeout=30, env=env, cwd=REPO)
     return proc, url

@@ -34,8 +34,8 @@ TOKEN = "bench-token"
 
 def serve_fakes(count: int) -> None:
     """Child process: fake Aiven and CC holding ``count`` services and their owners."""
-    from fakes import aiven as fa
-    from fakes.cloudcontroller import FakeCloudController
+    from tenant_metrics.fakes import aiven as fa
+    from tenant_metrics.fakes.cloudcontroller import FakeCloudController
 
     aiven = fa.FakeAiven(project="bench", token=TOKEN)
     aiven.add_endpoint(ENDPOINT)
@@ -88,9 +88,9 @@ def run_scale(count: int, steady_cycles: int, database_url: str | None) -> dict[
     """Child process: start the fakes, then time sd cycles against them."""
     from prometheus_client import CollectorRegistry
 
-    from common import db
     from sd.app import build
     from sd.config import SdSettings
+    from tenant_metrics.core import db
 
     fakes = subprocess.Popen(
         [sys.executable, "-m", "bench.sd_bench", "--serve-fakes", str(count)],

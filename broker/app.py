@@ -29,9 +29,9 @@ from broker.config import BrokerSettings, from_env
 from broker.metrics import BrokerMetrics
 from broker.service import Operation, OsbError, TenantMetricsBroker, to_osb_error
 from broker.store import Store
-from common import jsonlog
-from common.db import make_engine
-from common.errors import TenantMetricsError, Unauthenticated, UpstreamError
+from tenant_metrics.core import jsonlog
+from tenant_metrics.core.db import make_engine
+from tenant_metrics.core.errors import TenantMetricsError, Unauthenticated, UpstreamError
 
 log = logging.getLogger("broker.app")
 

@@ -11,7 +11,7 @@ from openbrokerapi.catalog import Schemas, ServiceMetadata, ServicePlan, Service
 from openbrokerapi.service_broker import Service
 
 from broker.config import CatalogSettings
-from common.labels import Scope
+from tenant_metrics.core.labels import Scope
 
 # This service takes no parameters: the JSON schema says so, and the broker refuses any.
 NO_PARAMETERS_SCHEMA: Mapping[str, Any] = MappingProxyType(

@@ -11,8 +11,8 @@ from typing import Any
 from broker.config import from_env
 from broker.domain import AuditAction, Caller
 from broker.store import Store
-from common.config import database_url
-from common.db import make_engine
+from tenant_metrics.core.config import database_url
+from tenant_metrics.core.db import make_engine
 
 OPERATOR = Caller(platform="operator-cli", user_id="operator")
 

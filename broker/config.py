@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from common import config as cfg
-from common.credentials import derive_key
-from common.errors import ConfigError
+from tenant_metrics.core import config as cfg
+from tenant_metrics.core.credentials import derive_key
+from tenant_metrics.core.errors import ConfigError
 
 # Stable default catalog ids: Cloud Controller keys plans and offerings by these ids, so
 # they must never change between releases (operators may override them, once).

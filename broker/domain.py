@@ -9,8 +9,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from common.credentials import IssuedCredentials
-from common.labels import Scope
+from tenant_metrics.core.credentials import IssuedCredentials
+from tenant_metrics.core.labels import Scope
 
 
 class BindingKind(StrEnum):

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from common.jsonlog import gunicorn_logconfig
+from tenant_metrics.core.jsonlog import gunicorn_logconfig
 
 # Several workers: metric values go to files in a shared directory that /metrics merges.
 # It must be set before prometheus_client is imported anywhere (it picks its value class

@@ -1,6 +1,6 @@
 """TenantMetricsBroker: the OSB operations (openbrokerapi's ServiceBroker) over the Store.
 
-This module is the one place where our errors (common.errors) become OSB responses: every
+This module is the one place where our errors (tenant_metrics.core.errors) become OSB responses: every
 operation runs inside ``_osb(operation)``, which turns them into ``OsbError`` (status, OSB
 error code, description), rendered by broker/app.py. openbrokerapi's own handlers catch
 only a few of its exceptions and answer 500 for the rest, so OsbError deliberately is none
@@ -43,8 +43,8 @@ from broker.catalog import Catalog
 from broker.config import BrokerSettings
 from broker.domain import Caller, binding_credentials
 from broker.store import Store
-from common import credentials
-from common.errors import (
+from tenant_metrics.core import credentials
+from tenant_metrics.core.errors import (
     Conflict,
     InvalidInput,
     NotFound,
@@ -52,7 +52,7 @@ from common.errors import (
     Unauthenticated,
     UpstreamError,
 )
-from common.jsonlog import request_id_var
+from tenant_metrics.core.jsonlog import request_id_var
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The broker's queries over common.models: instances, bindings and their audit trail.
+"""The broker's queries over tenant_metrics.core.models: instances, bindings and their audit trail.
 
 Every write is one transaction that also records an AuditEvent. Idempotency follows OSB:
 a repeat with the same fingerprint is "identical" (200), a different one a conflict (409).
@@ -35,11 +35,11 @@ from broker.domain import (
     UpdateRequest,
     fingerprint,
 )
-from common import credentials
-from common.db import ping
-from common.errors import Conflict, InvalidInput, NotFound, UpstreamError
-from common.labels import Scope
-from common.models import AuditEvent, Binding, ServiceInstance, utcnow
+from tenant_metrics.core import credentials
+from tenant_metrics.core.db import ping
+from tenant_metrics.core.errors import Conflict, InvalidInput, NotFound, UpstreamError
+from tenant_metrics.core.labels import Scope
+from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance, utcnow
 
 # How often a write that lost a race is retried before giving up with a 503-worthy error.
 _RACE_RETRIES = 3

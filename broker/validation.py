@@ -16,9 +16,9 @@ from typing import Any
 
 from broker.catalog import Catalog
 from broker.domain import BindRequest, Caller, ProvisionRequest, UpdateRequest
-from common.errors import InvalidInput
-from common.labels import Scope
-from common.models import ID_LENGTH, NAME_LENGTH
+from tenant_metrics.core.errors import InvalidInput
+from tenant_metrics.core.labels import Scope
+from tenant_metrics.core.models import ID_LENGTH, NAME_LENGTH
 
 MIN_API_VERSION = (2, 13)
 # PostgreSQL text cannot hold NUL, and no id or name needs a control character: refusing

@@ -21,8 +21,16 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from common import db
-from common.errors import (
+from gateway import config
+from gateway.auth import Authenticator, Tenant
+from gateway.metrics import GatewayMetrics
+from gateway.params import LimitExceeded
+from gateway.proxy import CUT_SHORT, TENANT, UPSTREAM_INDEX, PrometheusApi
+from gateway.ratelimit import RateLimiter
+from gateway.ui import DOCS_ROUTE, UI_PREFIX, add_docs_routes, create_ui_app
+from gateway.upstream import Upstreams
+from tenant_metrics.core import db
+from tenant_metrics.core.errors import (
     Forbidden,
     InvalidInput,
     MethodNotAllowed,
@@ -32,15 +40,7 @@ from common.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from common.jsonlog import request_id_var
-from gateway import config
-from gateway.auth import Authenticator, Tenant
-from gateway.metrics import GatewayMetrics
-from gateway.params import LimitExceeded
-from gateway.proxy import CUT_SHORT, TENANT, UPSTREAM_INDEX, PrometheusApi
-from gateway.ratelimit import RateLimiter
-from gateway.ui import DOCS_ROUTE, UI_PREFIX, add_docs_routes, create_ui_app
-from gateway.upstream import Upstreams
+from tenant_metrics.core.jsonlog import request_id_var
 
 log = logging.getLogger("gateway")
 

@@ -1,6 +1,6 @@
 """Who is asking: broker-issued credentials (Basic, or the password as Bearer) -> Tenant.
 
-Verification is constant-time (``common.credentials.verify``), including for unknown
+Verification is constant-time (``tenant_metrics.core.credentials.verify``), including for unknown
 usernames (a dummy hash is compared so the timing does not reveal which usernames
 exist). An answer is remembered for at most ``ttl`` seconds (<= 1), keyed by a digest of
 the Authorization header, so an unbind or deprovision is honoured within a second
@@ -27,11 +27,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.credentials import hash_password, verify
-from common.errors import Unauthenticated, UpstreamError
-from common.labels import Scope
-from common.models import Binding, ServiceInstance
 from gateway.enforce import TenantMatcher
+from tenant_metrics.core.credentials import hash_password, verify
+from tenant_metrics.core.errors import Unauthenticated, UpstreamError
+from tenant_metrics.core.labels import Scope
+from tenant_metrics.core.models import Binding, ServiceInstance
 
 _DUMMY_HASH = hash_password("tenant-metrics dummy password for unknown users")
 MAX_CACHE_ENTRIES = 10000

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from common import config as c
-from common.errors import ConfigError
 from gateway.enforce import QueryLimits
+from tenant_metrics.core import config as c
+from tenant_metrics.core.errors import ConfigError
 
 DEFAULT_PORT = 8090
 

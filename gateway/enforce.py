@@ -34,7 +34,7 @@ from typing import Any
 
 import promql_parser as pp
 
-from common.errors import InvalidInput
+from tenant_metrics.core.errors import InvalidInput
 
 # Prometheus 2.x has holt_winters (renamed in 3.x); promql-parser 0.12 only knows the new
 # name. Registration is process-global and additive; a repeat raises, hence the guard.

@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from typing import Any
 
-from common.jsonlog import gunicorn_logconfig
 from gateway.config import DEFAULT_PORT
+from tenant_metrics.core.jsonlog import gunicorn_logconfig
 
 bind = f"{os.environ.get('GATEWAY_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT') or DEFAULT_PORT}"
 # Containers often see the host's CPUs (Cloud Foundry shares them by weight): the default is
@@ -44,13 +44,13 @@ else:
 
 
 def on_starting(server: Any) -> None:
-    from common import jsonlog
+    from tenant_metrics.core import jsonlog
 
     jsonlog.configure(os.environ.get("LOG_LEVEL", "INFO"))
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    from common import jsonlog
+    from tenant_metrics.core import jsonlog
 
     jsonlog.configure(os.environ.get("LOG_LEVEL", "INFO"))
 

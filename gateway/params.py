@@ -20,8 +20,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict
 
-from common.errors import InvalidInput
 from gateway.enforce import LimitExceeded
+from tenant_metrics.core.errors import InvalidInput
 
 __all__ = ["LimitExceeded", "Params", "parse_duration", "parse_limit", "parse_time", "read_params"]
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from aiohttp import web
 
-from common.errors import Forbidden, InvalidInput, MethodNotAllowed, NotFound, UpstreamError
 from gateway import enforce as enf
 from gateway.auth import Tenant
 from gateway.config import GatewaySettings
@@ -33,6 +32,13 @@ from gateway.params import (
     read_params,
 )
 from gateway.upstream import UpstreamResponse, Upstreams
+from tenant_metrics.core.errors import (
+    Forbidden,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    UpstreamError,
+)
 
 log = logging.getLogger("gateway")
 METHODS = ("GET", "POST")

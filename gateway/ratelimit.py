@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from common.errors import TooManyRequests
+from tenant_metrics.core.errors import TooManyRequests
 
 MAX_BUCKETS = 50000
 

@@ -25,9 +25,9 @@ from urllib.parse import urlencode
 
 from multidict import CIMultiDictProxy
 
-from common.errors import UpstreamError, UpstreamTimeout
 from gateway.httpclient import Pool, Response
 from gateway.metrics import GatewayMetrics
+from tenant_metrics.core.errors import UpstreamError, UpstreamTimeout
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
-"""Alembic environment: targets common.models' metadata; uses the caller's connection if given."""
+"""Alembic environment: targets tenant_metrics.core.models' metadata; uses the caller's connection if given."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import pool
 
-from common.db import make_engine
-from common.models import Base
+from tenant_metrics.core.db import make_engine
+from tenant_metrics.core.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -14,7 +14,6 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from common.db import make_engine, make_session_factory
 from sd.aiven import AivenClient
 from sd.cloudfoundry import CloudController
 from sd.config import SdSettings
@@ -25,6 +24,7 @@ from sd.loop import Discovery
 from sd.metrics import SdMetrics
 from sd.owners import OwnerResolver
 from sd.writer import TargetsState
+from tenant_metrics.core.db import make_engine, make_session_factory
 
 
 def utcnow() -> datetime:

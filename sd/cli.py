@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.errors import ConfigError
+from tenant_metrics.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +145,10 @@ def _prometheus_config(args: argparse.Namespace) -> int:
 
 
 def _owner(args: argparse.Namespace) -> int:
-    from common.config import database_url, get_str
-    from common.db import make_engine, make_session_factory, session_scope
     from sd import store
     from sd.owners import parse_instance_guid
+    from tenant_metrics.core.config import database_url, get_str
+    from tenant_metrics.core.db import make_engine, make_session_factory, session_scope
 
     prefix = get_str(os.environ, "AIVEN_SERVICE_PREFIX").lower()
     guid = parse_instance_guid(args.aiven_service_name, prefix)

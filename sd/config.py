@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from common.config import database_url, get_float, get_int, get_list, get_str
-from common.errors import ConfigError
+from tenant_metrics.core.config import database_url, get_float, get_int, get_list, get_str
+from tenant_metrics.core.errors import ConfigError
 
 DEFAULT_AIVEN_API_URL = "https://api.aiven.io"
 

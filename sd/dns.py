@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common.errors import ConfigError
 from sd.aiven import AivenService
+from tenant_metrics.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

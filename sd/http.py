@@ -19,7 +19,7 @@ from typing import Any
 import requests
 import urllib3
 
-from common.errors import RateLimited, UpstreamError, UpstreamTimeout
+from tenant_metrics.core.errors import RateLimited, UpstreamError, UpstreamTimeout
 
 
 class FailureKind(StrEnum):

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.db import session_scope
 from sd import store
 from sd.aiven import AivenClient, AivenService
 from sd.http import ApiError, FailureKind
+from tenant_metrics.core.db import session_scope
 
 log = logging.getLogger(__name__)
 

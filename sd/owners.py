@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.db import session_scope
 from sd import store
 from sd.aiven import AivenService
 from sd.cloudfoundry import CloudController
 from sd.http import ApiError
+from tenant_metrics.core.db import session_scope
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """sd's queries on the shared DB: owner cache, the integrator's lease, integration attempts.
 
-Sessions are opened by the caller (common.db.session_scope); these functions only run
+Sessions are opened by the caller (tenant_metrics.core.db.session_scope); these functions only run
 statements, so one unit of work can hold several of them.
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from common.models import IntegrationAttempt, Lease, ServiceOwner
+from tenant_metrics.core.models import IntegrationAttempt, Lease, ServiceOwner
 
 _OWNERS: Table = ServiceOwner.__table__  # type: ignore[assignment]
 _LEASES: Table = Lease.__table__  # type: ignore[assignment]

@@ -13,9 +13,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from common import labels as L
 from sd.aiven import AivenService
 from sd.owners import Owner
+from tenant_metrics.core import labels as L
 
 NOT_SCRAPED_STATES = frozenset({"POWEROFF"})
 

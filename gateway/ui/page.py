@@ -24,13 +24,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from common.errors import TenantMetricsError, Unauthenticated, UpstreamError
+from tenant_metrics.core.errors import TenantMetricsError, Unauthenticated, UpstreamError
 
 UI_PREFIX = "/ui"
 DEFAULT_REALM = "tenant-metrics"
-# The Grafana dashboards tenants import (dashboards/ in the source tree, which is what
-# `cf push` uploads); offered for download on the page when present.
-DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "dashboards"
+# The Grafana dashboards tenants import (package data of tenant_metrics.dashboards),
+# offered for download on the page.
+DASHBOARD_DIR = Path(str(resources.files("tenant_metrics.dashboards")))
 _DASHBOARD_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*\.json$")
 
 # Files the page is made of: a fixed allow-list, so no path from the URL reaches the disk.

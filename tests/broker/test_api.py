@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from broker.config import BrokerSettings
 from broker.store import Store
-from common import credentials
-from common.db import make_engine
-from common.models import AuditEvent, Binding, ServiceInstance
+from tenant_metrics.core import credentials
+from tenant_metrics.core.db import make_engine
+from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance
 from tests.broker.conftest import Osb, identity_header
 
 
@@ -254,7 +254,7 @@ def test_repeat_bind_after_a_key_rotation_returns_working_credentials(
     from prometheus_client import CollectorRegistry
 
     from broker.app import create_app
-    from common.credentials import derive_key
+    from tenant_metrics.core.credentials import derive_key
     from tests.support import serve_wsgi
 
     osb.provision("inst-1")

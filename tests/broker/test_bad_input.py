@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from broker.app import create_app
 from broker.config import from_env
-from common import db
-from common.db import make_engine
-from common.models import AuditEvent, Binding, ServiceInstance
+from tenant_metrics.core import db
+from tenant_metrics.core.db import make_engine
+from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance
 from tests.broker.conftest import PASSWORD, USERNAME, broker_env
 from tests.support import serve_wsgi
 

@@ -6,7 +6,7 @@ from openbrokerapi.helper import _to_dict
 
 from broker.catalog import Catalog
 from broker.config import CatalogSettings
-from common.labels import Scope
+from tenant_metrics.core.labels import Scope
 
 
 def _dict() -> dict:

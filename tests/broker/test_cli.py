@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from common.cli import main
-from common.db import make_engine
-from common.models import AuditEvent, Binding
+from tenant_metrics.cli import main
+from tenant_metrics.core.db import make_engine
+from tenant_metrics.core.models import AuditEvent, Binding
 from tests.broker.conftest import Osb
 
 

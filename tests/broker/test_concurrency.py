@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from broker.config import BrokerSettings
-from common.db import make_engine
-from common.models import AuditEvent, Binding, ServiceInstance
+from tenant_metrics.core.db import make_engine
+from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance
 from tests.broker.conftest import Osb
 
 THREADS = 16

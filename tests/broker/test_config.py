@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from broker.config import DEFAULT_ORG_PLAN_ID, DEFAULT_SERVICE_ID, DEFAULT_SPACE_PLAN_ID, from_env
-from common.credentials import derive_key
-from common.errors import ConfigError
+from tenant_metrics.core.credentials import derive_key
+from tenant_metrics.core.errors import ConfigError
 
 GOOD = {"BROKER_USERNAME": "cc", "BROKER_PASSWORD": "a-long-enough-password-123", "DATABASE_URL": "sqlite:///x.db"}
 

@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, text
 
 from broker.app import create_app
 from broker.config import BrokerSettings, from_env
-from common import db
-from common.jsonlog import JsonFormatter
+from tenant_metrics.core import db
+from tenant_metrics.core.jsonlog import JsonFormatter
 from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.support import serve_wsgi

@@ -40,7 +40,7 @@ def test_demo_runs_serves_a_tenant_and_stops_cleanly_on_sigint(tmp_path: Path, p
     workdir = tmp_path / "demo-data"
     ready = tmp_path / "ready.json"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PORT")}
-    proc = subprocess.Popen([sys.executable, "-m", "common", "demo", "--dir", str(workdir), "--ready-file", str(ready)],
+    proc = subprocess.Popen([sys.executable, "-m", "tenant_metrics", "demo", "--dir", str(workdir), "--ready-file", str(ready)],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180

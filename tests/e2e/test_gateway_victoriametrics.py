@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry
 from bench.gateway_world import free_port, start_gateway, stop, wait_for_series, wait_http
 from broker.app import create_app as create_broker
 from broker.config import from_env as broker_from_env
-from common import db
-from fakes import exporter
+from tenant_metrics.core import db
+from tenant_metrics.fakes import exporter
 from tests.support import serve_wsgi
 
 pytestmark = pytest.mark.e2e

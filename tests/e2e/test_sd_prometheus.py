@@ -24,10 +24,10 @@ import pytest
 import requests
 import yaml
 
-from common import db
-from fakes import exporter
-from fakes.aiven import FakeAiven
-from fakes.cloudcontroller import FakeCloudController
+from tenant_metrics.core import db
+from tenant_metrics.fakes import exporter
+from tenant_metrics.fakes.aiven import FakeAiven
+from tenant_metrics.fakes.cloudcontroller import FakeCloudController
 from tests.sd.conftest import ENDPOINT, Harness
 from tests.support import free_port, wait_http
 
@@ -124,7 +124,7 @@ def test_prometheus_scrapes_sd_targets_with_owner_labels(
         assert len(h.aiven.integrations_for(a.aiven_name, ENDPOINT)) == 1  # created by sd
 
         printed = subprocess.run(
-            [sys.executable, "-m", "common", "sd", "prometheus-config"],
+            [sys.executable, "-m", "tenant_metrics", "sd", "prometheus-config"],
             cwd=ROOT,
             env={"PATH": os.environ["PATH"], **h.env, "SD_SCRAPE_PORT": str(scrape_port)},
             capture_output=True,

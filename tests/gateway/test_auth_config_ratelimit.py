@@ -6,12 +6,12 @@ import base64
 
 import pytest
 
-from common import db
-from common.errors import ConfigError, TooManyRequests, Unauthenticated, UpstreamError
-from common.labels import Scope
 from gateway.auth import Authenticator, Presented, parse_authorization
 from gateway.config import from_env
 from gateway.ratelimit import RateLimiter
+from tenant_metrics.core import db
+from tenant_metrics.core.errors import ConfigError, TooManyRequests, Unauthenticated, UpstreamError
+from tenant_metrics.core.labels import Scope
 from tests.gateway.support import add_tenant, revoke
 
 

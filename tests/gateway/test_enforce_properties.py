@@ -120,7 +120,7 @@ def test_arbitrary_text_never_escapes(text: str) -> None:
     except ValueError:
         return  # EnforcementError is an InvalidInput; refused is fine
     except Exception as exc:  # noqa: BLE001
-        from common.errors import InvalidInput
+        from tenant_metrics.core.errors import InvalidInput
 
         assert isinstance(exc, InvalidInput)
         return

@@ -17,9 +17,9 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from common import db
 from gateway.app import create_app
 from gateway.config import GatewaySettings
+from tenant_metrics.core import db
 from tests.gateway.support import RecordingUpstream, TenantCreds, add_tenant
 from tests.support import serve_app, serve_wsgi
 

@@ -18,9 +18,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from werkzeug.serving import make_server
 
-from common.errors import UpstreamError, UpstreamTimeout
 from gateway.metrics import GatewayMetrics
 from gateway.upstream import Upstreams
+from tenant_metrics.core.errors import UpstreamError, UpstreamTimeout
 from tests.gateway.support import RecordingUpstream
 from tests.support import free_port, serve_wsgi
 

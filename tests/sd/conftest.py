@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fakes.aiven import FakeAiven
-from fakes.cloudcontroller import FakeCloudController
 from sd.app import SdApp, build
 from sd.config import SdSettings
 from sd.http import RetryPolicy
+from tenant_metrics.fakes.aiven import FakeAiven
+from tenant_metrics.fakes.cloudcontroller import FakeCloudController
 
 PREFIX = "prod-es"
 ENDPOINT = "7a1b2c3d-0000-4000-8000-00000000e0e0"
@@ -193,7 +193,7 @@ def sqlite_harness(
     tmp_path: Path, fake_aiven: FakeAiven, fake_cc: FakeCloudController
 ) -> Iterator[Harness]:
     """For tests about the APIs, not the DB: SQLite only, to keep the suite fast."""
-    from common import db
+    from tenant_metrics.core import db
 
     url = f"sqlite:///{tmp_path / 'sd.sqlite3'}"
     db.upgrade(url)

@@ -11,8 +11,8 @@ import pytest
 from aiven.client.client import AivenClient as OfficialClient
 from aiven.client.client import Error as OfficialError
 
-from fakes.aiven import FakeAiven
 from sd.aiven import AivenClient
+from tenant_metrics.fakes.aiven import FakeAiven
 from tests.sd.conftest import ENDPOINT, TOKEN
 
 

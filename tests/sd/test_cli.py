@@ -35,7 +35,7 @@ def _env(h: Harness, **extra: str) -> dict[str, str]:
 
 def _cli(h: Harness, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "common", *args],
+        [sys.executable, "-m", "tenant_metrics", *args],
         cwd=ROOT,
         env=_env(h, **extra),
         capture_output=True,
@@ -122,7 +122,7 @@ def test_sd_run_serves_and_stops_on_sigterm(sqlite_harness: Harness) -> None:
     h.tenant(integrated=True)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "common", "sd", "run"],
+        [sys.executable, "-m", "tenant_metrics", "sd", "run"],
         cwd=ROOT,
         env=_env(h, SD_LISTEN_PORT=str(port), SD_INTERVAL_SECONDS="1"),
         stdout=subprocess.PIPE,
@@ -159,7 +159,7 @@ def test_two_sd_processes_at_once_integrate_each_service_once(harness: Harness) 
     tenants = [h.tenant() for _ in range(8)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "common", "sd", "once"],
+            [sys.executable, "-m", "tenant_metrics", "sd", "once"],
             cwd=ROOT,
             env=_env(h),
             stdout=subprocess.PIPE,

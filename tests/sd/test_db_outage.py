@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from common import db
-from fakes.aiven import FakeAiven
-from fakes.cloudcontroller import FakeCloudController
+from tenant_metrics.core import db
+from tenant_metrics.fakes.aiven import FakeAiven
+from tenant_metrics.fakes.cloudcontroller import FakeCloudController
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.sd.conftest import Harness
 

@@ -6,8 +6,8 @@ import threading
 
 from sqlalchemy import create_engine, select
 
-from common import labels as L
-from common.models import IntegrationAttempt, ServiceOwner
+from tenant_metrics.core import labels as L
+from tenant_metrics.core.models import IntegrationAttempt, ServiceOwner
 from tests.sd.conftest import ENDPOINT, PREFIX, Harness, fake_ips
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from fakes import exporter
+from tenant_metrics.fakes import exporter
 
 
 def test_serves_aiven_like_metrics_with_basic_auth() -> None:

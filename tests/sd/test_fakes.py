@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import requests
 
-from fakes.aiven import FakeAiven
-from fakes.cloudcontroller import FakeCloudController
 from sd.cloudfoundry import parse_instances_page
+from tenant_metrics.fakes.aiven import FakeAiven
+from tenant_metrics.fakes.cloudcontroller import FakeCloudController
 
 
 def _token(cc: FakeCloudController) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import requests
 
-from fakes.cloudcontroller import FakeCloudController
 from sd.server import SdHttpServer, staleness_health
+from tenant_metrics.fakes.cloudcontroller import FakeCloudController
 from tests.sd.conftest import Harness
 
 

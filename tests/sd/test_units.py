@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common import labels as L
-from common.errors import ConfigError
 from sd import promconfig, writer
 from sd.aiven import AivenService, Integration, parse_service
 from sd.config import SdSettings
@@ -18,6 +16,8 @@ from sd.http import message_of, retry_after_seconds
 from sd.integrator import backoff_for, needs_integration
 from sd.owners import Owner, parse_instance_guid
 from sd.targets import build_targets
+from tenant_metrics.core import labels as L
+from tenant_metrics.core.errors import ConfigError
 
 GUID = "3f2c9a10-5b6d-4e7f-8a90-b1c2d3e4f5a6"
 EP = "ep-1"

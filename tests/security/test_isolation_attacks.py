@@ -25,8 +25,8 @@ import pytest
 import requests
 from sqlalchemy import inspect, text
 
-from common import labels as L
-from common.db import make_engine
+from tenant_metrics.core import labels as L
+from tenant_metrics.core.db import make_engine
 from tests.conftest import _drop_postgres_database, _new_postgres_database
 from tests.security.world import (
     ALPHA,

@@ -41,9 +41,9 @@ from bench.gateway_world import (
     stop,
     wait_for_series,
 )
-from common import db
-from common import labels as L
 from sd.promconfig import scrape_job
+from tenant_metrics.core import db
+from tenant_metrics.core import labels as L
 
 BROKER_USER, BROKER_PASSWORD = "cloud-controller", "security-tests-broker-password-4f1c2d"
 SCRAPE_USER, SCRAPE_PASSWORD = "prom-scraper", "security-tests-scrape-password"
@@ -228,7 +228,7 @@ def _broker(database_url: str, workdir: Path, gateway_url: str) -> tuple[subproc
         "LOG_LEVEL": "DEBUG",
     }
     url = f"http://127.0.0.1:{port}"
-    proc = spawn_ready([sys.executable, "-m", "common.cli", "broker", "--workers", "1"], workdir / "broker.log",
+    proc = spawn_ready([sys.executable, "-m", "tenant_metrics", "broker", "--workers", "1"], workdir / "broker.log",
                        url + "/healthz", timeout=30, env=env, cwd=REPO)
     return proc, url
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "dashboards"
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "tenant_metrics" / "dashboards"
 LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?P<selector>.+?)\s*,\s*(?P<label>[a-zA-Z_]\w*)\s*\)\s*$", re.S)
 QUERY_RESULT = re.compile(r"^\s*query_result\(\s*(?P<expr>.+)\s*\)\s*$", re.S)
 # Grafana's built-in interval variables, set to what a short test range needs.
@@ -24,7 +24,9 @@ class Expression:
 
 
 def dashboard_files() -> list[Path]:
-    return sorted(DASHBOARD_DIR.glob("*.json"))
+    files = sorted(DASHBOARD_DIR.glob("*.json"))
+    assert files, f"no dashboards in {DASHBOARD_DIR}"
+    return files
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import promql_parser
 import pytest
 
-from dashboards import build
-from fakes.exporter import NodeIdentity, render_metrics
+from tenant_metrics.dashboards import build
+from tenant_metrics.fakes.exporter import NodeIdentity, render_metrics
 from tests.ui.dashboards_util import dashboard_files, expressions, load, substitute
 
 FILES = dashboard_files()
@@ -32,7 +32,7 @@ def test_there_is_a_dashboard_for_each_integrated_search_type() -> None:
 
 
 def test_files_match_their_generator() -> None:
-    assert build.main(["--check"]) == 0, "run: python -m dashboards.build"
+    assert build.main(["--check"]) == 0, "run: python -m tenant_metrics.dashboards.build"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

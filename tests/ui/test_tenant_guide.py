@@ -26,9 +26,9 @@ from broker.config import (
     DEFAULT_SPACE_PLAN_ID,
     BrokerSettings,
 )
-from common.credentials import derive_key
 from gateway.config import GatewaySettings
 from gateway.proxy import REFUSED_PREFIXES
+from tenant_metrics.core.credentials import derive_key
 from tests.support import serve_wsgi
 from tests.ui.world import ORG_A, SERVICES, SPACE_A1, visible
 
@@ -99,8 +99,8 @@ def test_every_command_in_the_guide_works_as_written(broker_url: str, gateway_ur
 
 def test_the_credential_fields_it_describes_are_the_brokers() -> None:
     from broker.domain import InstanceRecord, binding_credentials
-    from common import credentials
-    from common.labels import Scope
+    from tenant_metrics.core import credentials
+    from tenant_metrics.core.labels import Scope
 
     record = InstanceRecord("i", DEFAULT_SERVICE_ID, DEFAULT_SPACE_PLAN_ID, Scope.SPACE, "o", "s", None, None, None)
     fields = set(binding_credentials("https://m.example", record, credentials.issue(derive_key("x" * 16))))

@@ -3,7 +3,7 @@
 Two tenants own Aiven services whose nodes speak like Aiven's Telegraf exporter
 (``fakes.exporter.render_metrics``). Prometheus scrapes them through a file_sd file with
 the target labels sd writes (DESIGN.md), and tenants get credentials as rows made with
-``common.models`` and ``common.credentials``, exactly what the broker stores.
+``tenant_metrics.core.models`` and ``tenant_metrics.core.credentials``, exactly what the broker stores.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from common import credentials, db
-from common.models import Binding, ServiceInstance
-from fakes.exporter import CONTENT_TYPE, NodeIdentity, render_metrics
+from tenant_metrics.core import credentials, db
+from tenant_metrics.core.models import Binding, ServiceInstance
+from tenant_metrics.fakes.exporter import CONTENT_TYPE, NodeIdentity, render_metrics
 from tests.support import free_port, wait_http
 
 CREDENTIALS_KEY = credentials.derive_key("tests-ui-credentials-key-material")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from common import db
+from tenant_metrics.core import db
 
 
 def test_upgrade_from_empty_creates_every_table(empty_database_url: str) -> None:
@@ -29,7 +29,7 @@ def test_models_match_migrations(database_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from common.models import Base
+    from tenant_metrics.core.models import Base
 
     engine = db.make_engine(database_url)
     try:

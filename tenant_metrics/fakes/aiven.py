@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fakes._http import FakeServer, Fault, Reply, Request
+from tenant_metrics.fakes._http import FakeServer, Fault, Reply, Request
 
 _PREFIX = "/v1/project/"
 # A real (throwaway, key discarded) self-signed certificate, so configs that load it parse.
@@ -488,7 +488,7 @@ def org_guid(i: int) -> str:
 
 
 def main() -> None:
-    """``python -m fakes.aiven --port 8099 --services 10``: a populated fake for local use."""
+    """``python -m tenant_metrics.fakes.aiven --port 8099 --services 10``: a populated fake for local use."""
     import argparse
     import time
 

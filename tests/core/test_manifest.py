@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from common.cli import build_parser
+from tenant_metrics.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from common import credentials
+from tenant_metrics.core import credentials
 
 
 def test_issue_then_reissue_gives_the_same_password() -> None:

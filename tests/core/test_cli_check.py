@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
-    return subprocess.run([sys.executable, "-m", "common", "check", *args], cwd=ROOT, env={**base, **env},
+    return subprocess.run([sys.executable, "-m", "tenant_metrics", "check", *args], cwd=ROOT, env={**base, **env},
                           capture_output=True, text=True, timeout=60)
 
 

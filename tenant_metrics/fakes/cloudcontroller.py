@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fakes._http import FakeServer, Reply, Request
+from tenant_metrics.fakes._http import FakeServer, Reply, Request
 
 SPACE_FIELDS = ("guid", "name", "relationships.organization")
 ORG_FIELDS = ("guid", "name")
@@ -348,11 +348,11 @@ class FakeCloudController(FakeServer):
 
 
 def main() -> None:
-    """``python -m fakes.cloudcontroller --port 8098 --instances 10``: owners matching
+    """``python -m tenant_metrics.fakes.cloudcontroller --port 8098 --instances 10``: owners matching
     ``fakes.aiven.populate`` (instance i in space i//10 in org i//100)."""
     import argparse
 
-    from fakes.aiven import instance_guid, org_guid, space_guid
+    from tenant_metrics.fakes.aiven import instance_guid, org_guid, space_guid
 
     parser = argparse.ArgumentParser(
         description="Fake Cloud Controller v3 + UAA (tests, benchmarks, demo)"

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from common.errors import ConfigError
+from tenant_metrics.core.errors import ConfigError
 
 DEFAULT_SQLITE_FILE = "tenant-metrics.sqlite3"
 

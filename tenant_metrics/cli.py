@@ -7,13 +7,13 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from common import jsonlog
-from common.config import database_url
-from common.errors import ConfigError, TenantMetricsError
+from tenant_metrics.core import jsonlog
+from tenant_metrics.core.config import database_url
+from tenant_metrics.core.errors import ConfigError, TenantMetricsError
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from common import db
+    from tenant_metrics.core import db
 
     url = database_url(os.environ)
     db.upgrade(url, args.revision)
@@ -22,7 +22,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _db_current(args: argparse.Namespace) -> int:
-    from common import db
+    from tenant_metrics.core import db
 
     print(db.current_revision(database_url(os.environ)) or "(empty)")
     return 0
@@ -38,7 +38,7 @@ def _settings_checks() -> dict[str, Callable[[Mapping[str, str]], object]]:
 
 def _check(args: argparse.Namespace) -> int:
     """Validate each part's settings, then the database: every problem, not just the first."""
-    from common import db
+    from tenant_metrics.core import db
 
     checks = _settings_checks()
     parts = list(checks) if args.part == "all" else [args.part]
@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check)
 
     from broker import cli as broker_cli
-    from demo import cli as demo_cli
     from gateway import cli as gateway_cli
     from sd import cli as sd_cli
+    from tenant_metrics.demo import cli as demo_cli
 
     broker_cli.register(sub)
     gateway_cli.register(sub)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 
-from common.jsonlog import JsonFormatter, scrub
+from tenant_metrics.core.jsonlog import JsonFormatter, scrub
 
 
 def test_scrub_removes_credentials() -> None:

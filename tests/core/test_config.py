@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from common.config import database_url, get_int
-from common.errors import ConfigError
+from tenant_metrics.core.config import database_url, get_int
+from tenant_metrics.core.errors import ConfigError
 
 
 def test_database_url_wins_and_postgres_scheme_is_rewritten() -> None:

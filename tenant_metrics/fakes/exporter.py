@@ -287,7 +287,7 @@ def self_signed_cert(directory: Path, common_name: str = "localhost") -> tuple[s
 
 
 def main() -> None:
-    """``python -m fakes.exporter [HOST] [PORT]``: serve one node until interrupted."""
+    """``python -m tenant_metrics.fakes.exporter [HOST] [PORT]``: serve one node until interrupted."""
     import sys
 
     host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"

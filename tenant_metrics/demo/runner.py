@@ -27,11 +27,11 @@ from typing import Any, TextIO
 import requests
 import yaml
 
-from common import db
-from common.errors import TenantMetricsError
-from fakes import exporter
-from fakes.aiven import FakeAiven
-from fakes.cloudcontroller import FakeCloudController
+from tenant_metrics.core import db
+from tenant_metrics.core.errors import TenantMetricsError
+from tenant_metrics.fakes import exporter
+from tenant_metrics.fakes.aiven import FakeAiven
+from tenant_metrics.fakes.cloudcontroller import FakeCloudController
 
 AIVEN_TOKEN = "demo-aiven-token"
 AIVEN_PROJECT = "tenant-metrics-demo"
@@ -226,7 +226,7 @@ def _prometheus(demo: Demo, env: dict[str, str], ports: Ports) -> str | None:
     if binary is None:
         demo.say("  Prometheus: not installed (apt-get install prometheus); the gateway will answer 503")
         return None
-    printed = subprocess.run([sys.executable, "-m", "common", "sd", "prometheus-config"], check=False, env=env,
+    printed = subprocess.run([sys.executable, "-m", "tenant_metrics", "sd", "prometheus-config"], check=False, env=env,
                              cwd=demo.workdir, capture_output=True, text=True, timeout=60)
     if printed.returncode != 0:
         raise DemoError(f"sd prometheus-config failed: {printed.stderr.strip()[-500:]}")
@@ -271,7 +271,7 @@ def run(workdir: Path, out: TextIO = sys.stdout, ready_file: Path | None = None,
                        SD_SCRAPE_PORT=str(ports.scrape), SD_LISTEN_PORT=str(ports.sd),
                        SD_DNS_OVERRIDES_FILE=str(workdir / "dns.json"),
                        CF_API_URL=cc.url, CF_CLIENT_ID=CF_CLIENT, CF_CLIENT_SECRET=CF_SECRET)
-            cli = [sys.executable, "-m", "common"]
+            cli = [sys.executable, "-m", "tenant_metrics"]
             demo.say("[3/6] starting sd (integrates the Aiven services, writes targets.json)")
             _spawn(demo, "sd", cli + ["sd", "run"], env)
             _wait(lambda: (workdir / "targets.json").exists(), "sd's first targets file", 60, demo)

@@ -13,11 +13,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.errors import UpstreamError
+from tenant_metrics.core.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # pg_advisory_lock key held around "db upgrade": every instance of a rolling deploy may
 # run the migration at once; only one at a time does the work.
 MIGRATION_LOCK_KEY = 7_421_001

@@ -1,6 +1,6 @@
 """Write the tenant dashboards (Grafana JSON) for the Aiven service types we integrate.
 
-``python -m dashboards.build`` rewrites ``dashboards/*.json``; a test checks the files
+``python -m tenant_metrics.dashboards.build`` rewrites ``dashboards/*.json``; a test checks the files
 match this generator, that every expression parses, and that each returns data for a
 tenant through the gateway. One generator keeps the OpenSearch and the legacy
 Elasticsearch dashboards identical apart from the metric family prefix that Aiven's
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path.write_text(text)
     for name in stale:
-        print(f"{name} is out of date: run python -m dashboards.build", file=sys.stderr)
+        print(f"{name} is out of date: run python -m tenant_metrics.dashboards.build", file=sys.stderr)
     return 1 if stale else 0
 
 

@@ -106,7 +106,7 @@ def gunicorn_logconfig(level: str, quiet: tuple[str, ...] = ()) -> dict[str, Any
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "common.jsonlog.JsonFormatter"}},
+        "formatters": {"json": {"()": "tenant_metrics.core.jsonlog.JsonFormatter"}},
         "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
         "root": {"level": level.upper(), "handlers": ["stdout"]},
         "loggers": {

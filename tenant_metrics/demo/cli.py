@@ -21,6 +21,6 @@ def register(sub: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from demo.runner import run
+    from tenant_metrics.demo.runner import run
 
     return run(args.dir, ready_file=args.ready_file)
