@@ -1,8 +1,8 @@
 """The broker's WSGI app: the ten OSB routes (broker/routes.py) on Flask, plus operations.
 
 Order of checks on every OSB request: basic auth, constant-time (401) -> X-Broker-API-Version
-(412) -> route (404/405) -> originating identity (400) -> in the view: ids, body size (413),
-JSON shape, catalog ids, parameters (400/422), each exactly once. Every error, ours or
+(412) -> route (404/405) -> originating identity (400) -> in the view: body size (413),
+JSON shape, ids, catalog ids, parameters (400/422), each exactly once. Every error, ours or
 Flask's, leaves through broker/osb.py as OSB JSON ``{"description": ...}``; a database
 outage is a 503, never a 500 or a stack trace.
 """
