@@ -30,12 +30,16 @@ def _run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
+def _shipped_rules() -> list[dict[str, Any]]:
+    return [r for f in rules.rule_files() for g in f.load()["groups"] for r in g["rules"]]
+
+
 def _alerts() -> list[dict[str, Any]]:
-    return [r for f in rules.rule_files() for g in f.load()["groups"] for r in g["rules"] if "alert" in r]
+    return [r for r in _shipped_rules() if "alert" in r]
 
 
 def _records() -> list[dict[str, Any]]:
-    return [r for f in rules.rule_files() for g in f.load()["groups"] for r in g["rules"] if "record" in r]
+    return [r for r in _shipped_rules() if "record" in r]
 
 
 def _unit_tests() -> list[dict[str, Any]]:
