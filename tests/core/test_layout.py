@@ -1,7 +1,7 @@
 """The layout's rules, checked over the source: who may import whom, and what the wheel installs.
 
 Layers from the ground up (see docs/architecture.md):
-- shared: ``tenant_metrics`` except its top layer (core, fakes, dashboards);
+- shared: ``tenant_metrics`` except its top layer (core, fakes, dashboards, rules);
 - parts: ``broker``, ``sd``, ``gateway``, each importing shared code only;
 - top: ``tenant_metrics.cli``, ``tenant_metrics.__main__``, ``tenant_metrics.demo``,
   ``tenant_metrics.world``: may use every part.
