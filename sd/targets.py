@@ -29,6 +29,14 @@ class TargetGroup:
         return {"targets": list(self.targets), "labels": dict(self.labels)}
 
 
+def group_key(group: TargetGroup) -> str:
+    """A group's identity across cycles (the mass-deletion guard compares these)."""
+    for name, value in group.labels:
+        if name == L.AIVEN_SERVICE_NAME:
+            return value
+    return ",".join(group.targets)
+
+
 def is_scrapable(
     service: AivenService,
     endpoint_id: str,
