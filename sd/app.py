@@ -80,10 +80,11 @@ def sd_engine(url: str, timeout: float) -> Engine:
 
 def _drop_confirmed(
     sessions: sessionmaker[Session], now: Callable[[], datetime]
-) -> Callable[[], bool]:
-    def confirmed() -> bool:
+) -> Callable[[], str | None]:
+    def confirmed() -> str | None:
         with session_scope(sessions) as session:
-            return dropconfirm.valid_confirmation(session, now()) is not None
+            row = dropconfirm.valid_confirmation(session, now())
+        return row.confirmed_by if row else None
 
     return confirmed
 

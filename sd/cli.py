@@ -231,10 +231,6 @@ def _confirm_drop(args: argparse.Namespace) -> int:
         raise UpstreamError(f"database error: {type(exc).__name__}; nothing confirmed") from exc
     finally:
         engine.dispose()
-    log.warning(
-        "mass target drop confirmed by an operator",
-        extra={"event": "sd_target_drop_confirmed", "confirmed_by": row.confirmed_by},
-    )
     print(
         json.dumps(
             {

@@ -67,9 +67,9 @@ class Discovery:
         dns_workers: int = 16,
         api_clients: tuple[object, ...] = (),
         guard_settings: guard.GuardSettings | None = None,
-        drop_confirmed: Callable[[], bool] | None = None,
+        drop_confirmed: Callable[[], str | None] | None = None,
     ) -> None:
-        """``drop_confirmed`` asks the shared DB whether an operator confirmed a mass drop;
+        """``drop_confirmed`` asks the shared DB who confirmed a mass drop (None: nobody);
         it is called only in a cycle that would withhold one."""
         self.aiven = aiven
         self.integrator = integrator
@@ -256,7 +256,10 @@ class Discovery:
     def _guard(self, keys: frozenset[str], failures: list[Failure]) -> guard.Decision:
         """The mass-deletion guard: withhold a large drop until cycles or an operator confirm it."""
         decision = guard.decide(self._published, keys, self._pending_drop, self.guard_settings)
-        if decision.verdict is guard.Verdict.WITHHOLD and self._operator_confirmed(failures):
+        operator = None
+        if decision.verdict is guard.Verdict.WITHHOLD:
+            operator = self._operator_confirmed(failures)
+        if operator is not None:
             decision = guard.decide(
                 self._published,
                 keys,
@@ -294,18 +297,19 @@ class Discovery:
                     "event": "sd_target_drop_applied",
                     **details,
                     "confirmed_by": str(decision.verdict),
+                    **({"operator": operator} if operator is not None else {}),
                 },
             )
         return decision
 
-    def _operator_confirmed(self, failures: list[Failure]) -> bool:
+    def _operator_confirmed(self, failures: list[Failure]) -> str | None:
         if self.drop_confirmed is None:
-            return False
+            return None
         try:
             return self.drop_confirmed()
         except SQLAlchemyError as exc:  # no answer is no confirmation: keep withholding
             self._fail(failures, "drop_guard", exc)
-            return False
+            return None
 
     def _integrate(
         self, services: list[AivenService], failures: list[Failure]
