@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from tenant_metrics.core.config import database_url, get_float, get_int, get_list, get_str
 from tenant_metrics.core.errors import ConfigError
@@ -99,7 +100,14 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _guard_settings(env: Mapping[str, str]) -> dict[str, float | int]:
+class _GuardEnv(TypedDict):
+    max_target_drop: float
+    drop_min_targets: int
+    drop_confirm_cycles: int
+    db_timeout_seconds: float
+
+
+def _guard_settings(env: Mapping[str, str]) -> _GuardEnv:
     """The mass-deletion guard (sd/guard.py) and sd's bound on each DB wait."""
     share = get_float(env, "SD_MAX_TARGET_DROP", 0.5, minimum=0.0)
     if share > 1.0:
