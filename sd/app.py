@@ -13,18 +13,21 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
+from sd import dropconfirm
 from sd.aiven import AivenClient
 from sd.cloudfoundry import CloudController
 from sd.config import SdSettings
 from sd.dns import Resolver, overrides_resolver, system_resolver
+from sd.guard import GuardSettings
 from sd.http import DEFAULT_RETRY, RetryPolicy
 from sd.integrator import Integrator
 from sd.loop import Discovery
 from sd.metrics import SdMetrics
 from sd.owners import OwnerResolver
 from sd.writer import TargetsState
-from tenant_metrics.core.db import make_engine, make_session_factory
+from tenant_metrics.core.db import make_engine, make_session_factory, session_scope
 
 
 def utcnow() -> datetime:
@@ -44,6 +47,46 @@ class SdApp:
         if self.cloudcontroller is not None:
             self.cloudcontroller.close()
         self.engine.dispose()
+
+
+def sd_engine(url: str, timeout: float) -> Engine:
+    """sd's engine, every DB wait bounded by ``timeout`` seconds (SD_DB_TIMEOUT_SECONDS).
+
+    PostgreSQL: connect_timeout bounds a connect to a blackholed or stalled server,
+    statement/lock timeouts bound a server that answers but hangs, keepalives and
+    tcp_user_timeout end a connection a real partition cut. pool_recycle=0 gives every
+    unit of work a fresh connection (sd opens a handful per cycle), so a pooled
+    connection caught in a partition is never waited on again: a blackhole costs at most
+    connect_timeout per DB call. SQLite's busy timeout is set by make_engine.
+    """
+    if not url.startswith("postgresql"):
+        return make_engine(url)
+    seconds = max(2, int(timeout + 0.999))  # libpq counts whole seconds, at least 2
+    return make_engine(
+        url,
+        pool_recycle=0,
+        pool_timeout=timeout,
+        connect_args={
+            "connect_timeout": seconds,
+            "options": f"-c statement_timeout={seconds * 1000} -c lock_timeout={seconds * 1000}",
+            "keepalives": 1,
+            "keepalives_idle": seconds,
+            "keepalives_interval": max(1, seconds // 3),
+            "keepalives_count": 3,
+            "tcp_user_timeout": seconds * 1000,
+        },
+    )
+
+
+def _drop_confirmed(
+    sessions: sessionmaker[Session], now: Callable[[], datetime]
+) -> Callable[[], str | None]:
+    def confirmed() -> str | None:
+        with session_scope(sessions) as session:
+            row = dropconfirm.valid_confirmation(session, now())
+        return row.confirmed_by if row else None
+
+    return confirmed
 
 
 def build(
@@ -66,7 +109,7 @@ def build(
             if settings.dns_overrides_file
             else system_resolver
         )
-    engine = make_engine(settings.database_url)
+    engine = sd_engine(settings.database_url, settings.db_timeout_seconds)
     sessions = make_session_factory(engine)
     aiven = AivenClient(
         settings.aiven_api_url,
@@ -119,5 +162,9 @@ def build(
         scrape_port=settings.scrape_port,
         dns_workers=dns_workers,
         api_clients=(cc,) if cc else (),
+        guard_settings=GuardSettings(
+            settings.max_target_drop, settings.drop_min_targets, settings.drop_confirm_cycles
+        ),
+        drop_confirmed=_drop_confirmed(sessions, now),
     )
     return SdApp(discovery, engine, registry, state, cc)

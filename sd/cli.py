@@ -58,6 +58,7 @@ def register(sub: Any) -> None:
     )
     owner.add_argument("aiven_service_name")
     owner.set_defaults(func=_owner)
+    _register_confirm_drop(sd_sub)
 
 
 def _settings() -> Any:
@@ -229,3 +230,60 @@ def _rule_files(rules_path: str | None) -> list[str]:
     if not glob.glob(pattern):
         raise ConfigError(f"--rules-path: no rule file matches {pattern}")
     return [pattern]
+
+
+def _register_confirm_drop(sd_sub: Any) -> None:
+    confirm = sd_sub.add_parser(
+        "confirm-drop",
+        help="confirm that a mass target drop sd is withholding is real: every sd instance "
+        "applies it on its next cycle (through the shared DB)",
+    )
+    confirm.add_argument(
+        "--valid-for",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long the confirmation holds (default 600: every instance's next cycle)",
+    )
+    confirm.add_argument("--by", help="who confirms, for the record (default: user@host)")
+    confirm.set_defaults(func=_confirm_drop)
+
+
+def _confirm_drop(args: argparse.Namespace) -> int:
+    import getpass
+    import socket
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sd import dropconfirm
+    from sd.app import sd_engine
+    from tenant_metrics.core.config import database_url, get_float
+    from tenant_metrics.core.db import make_session_factory, session_scope
+    from tenant_metrics.core.errors import UpstreamError
+
+    if not 0 < args.valid_for <= 86400:
+        raise ConfigError("--valid-for must be between 0 and 86400 seconds")
+    by = args.by or f"{getpass.getuser()}@{socket.gethostname()}"
+    timeout = get_float(os.environ, "SD_DB_TIMEOUT_SECONDS", 10.0, minimum=1.0)
+    engine = sd_engine(database_url(os.environ), timeout)
+    try:
+        with session_scope(make_session_factory(engine), write=True) as session:
+            row = dropconfirm.confirm(
+                session, by, datetime.now(UTC), timedelta(seconds=args.valid_for)
+            )
+    except SQLAlchemyError as exc:
+        raise UpstreamError(f"database error: {type(exc).__name__}; nothing confirmed") from exc
+    finally:
+        engine.dispose()
+    print(
+        json.dumps(
+            {
+                "confirmed_by": row.confirmed_by,
+                "confirmed_at": row.confirmed_at.isoformat(),
+                "valid_until": row.expires_at.isoformat(),
+            },
+            indent=2,
+        )
+    )
+    return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from tenant_metrics.core.config import database_url, get_float, get_int, get_list, get_str
 from tenant_metrics.core.errors import ConfigError
@@ -37,6 +38,10 @@ class SdSettings:
     max_integrations_per_cycle: int = 20
     http_timeout_seconds: float = 30.0
     dns_overrides_file: str | None = None
+    max_target_drop: float = 0.5
+    drop_min_targets: int = 5
+    drop_confirm_cycles: int = 6
+    db_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SdSettings:
@@ -77,6 +82,7 @@ class SdSettings:
             max_integrations_per_cycle=get_int(env, "SD_MAX_INTEGRATIONS_PER_CYCLE", 20, minimum=0),
             http_timeout_seconds=get_float(env, "SD_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
             dns_overrides_file=env.get("SD_DNS_OVERRIDES_FILE", "").strip() or None,
+            **_guard_settings(env),
         )
 
 
@@ -92,3 +98,23 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     if value > 65535:
         raise ConfigError(f"{name} must be at most 65535, got {value}")
     return value
+
+
+class _GuardEnv(TypedDict):
+    max_target_drop: float
+    drop_min_targets: int
+    drop_confirm_cycles: int
+    db_timeout_seconds: float
+
+
+def _guard_settings(env: Mapping[str, str]) -> _GuardEnv:
+    """The mass-deletion guard (sd/guard.py) and sd's bound on each DB wait."""
+    share = get_float(env, "SD_MAX_TARGET_DROP", 0.5, minimum=0.0)
+    if share > 1.0:
+        raise ConfigError(f"SD_MAX_TARGET_DROP is a share between 0 and 1, got {share}")
+    return {
+        "max_target_drop": share,
+        "drop_min_targets": get_int(env, "SD_DROP_MIN_TARGETS", 5, minimum=0),
+        "drop_confirm_cycles": get_int(env, "SD_DROP_CONFIRM_CYCLES", 6, minimum=1),
+        "db_timeout_seconds": get_float(env, "SD_DB_TIMEOUT_SECONDS", 10.0, minimum=1.0),
+    }

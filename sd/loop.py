@@ -17,14 +17,14 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from sd import writer
+from sd import guard, writer
 from sd.aiven import AivenClient, AivenService
 from sd.dns import Resolver, resolve_services
 from sd.http import ApiError, FailureKind
 from sd.integrator import IntegrationReport, Integrator
 from sd.metrics import SdMetrics
 from sd.owners import OwnerReport, OwnerResolver
-from sd.targets import build_targets, is_scrapable
+from sd.targets import build_targets, group_key, is_scrapable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class CycleReport:
     integrations: IntegrationReport | None = field(default=None, compare=False)
     owners: OwnerReport | None = field(default=None, compare=False)
     duration: float = 0.0
+    withheld: int = 0  # target groups a withheld mass drop would have removed
 
 
 class Discovery:
@@ -65,7 +66,11 @@ class Discovery:
         wall_clock: Callable[[], float] = time.time,
         dns_workers: int = 16,
         api_clients: tuple[object, ...] = (),
+        guard_settings: guard.GuardSettings | None = None,
+        drop_confirmed: Callable[[], str | None] | None = None,
     ) -> None:
+        """``drop_confirmed`` asks the shared DB who confirmed a mass drop (None: nobody);
+        it is called only in a cycle that would withhold one."""
         self.aiven = aiven
         self.integrator = integrator
         self.owners = owners
@@ -83,8 +88,15 @@ class Discovery:
         self._addresses: dict[str, list[str]] = {}
         self._empty_listings = 0
         self.last_success: float | None = None
+        self.guard_settings = guard_settings or guard.GuardSettings()
+        self.drop_confirmed = drop_confirmed
+        self._pending_drop: guard.PendingDrop | None = None
         if state.get() is None and targets_path.exists():
             state.set(targets_path.read_bytes())  # serve the last good targets from the start
+        published = state.get()
+        self._published: frozenset[str] | None = (
+            writer.rendered_keys(published) if published is not None else None
+        )
 
     # -- one cycle ------------------------------------------------------------------------
     def run_cycle(self) -> CycleReport:
@@ -117,6 +129,7 @@ class Discovery:
                 "services": report.services,
                 "target_groups": report.target_groups,
                 "written": report.written,
+                "withheld": report.withheld,
                 "failures": [f"{f.stage}/{f.kind}: {f.message}" for f in failures],
             },
         )
@@ -129,6 +142,7 @@ class Discovery:
             report.integrations,
             report.owners,
             duration,
+            report.withheld,
         )
 
     def _fail(self, failures: list[Failure], stage: str, exc: BaseException) -> None:
@@ -203,6 +217,17 @@ class Discovery:
             eligible_types=self.eligible_types,
             integrated_now=integrated_now,
         )
+        keys = frozenset(group_key(g) for g in groups)
+        decision = self._guard(keys, failures)
+        if not decision.publish:
+            return CycleReport(
+                not failures,
+                services=len(services),
+                target_groups=len(groups),
+                integrations=integrations,
+                owners=owners,
+                withheld=decision.dropped,
+            )
         content = writer.render(groups)
         try:
             written = writer.write_if_changed(self.targets_path, content)
@@ -215,6 +240,7 @@ class Discovery:
                 False, services=len(services), integrations=integrations, owners=owners
             )
         self.state.set(content)
+        self._published = keys
         self.metrics.targets.set(len(groups))
         if written:
             self.metrics.target_writes.inc()
@@ -226,6 +252,64 @@ class Discovery:
             integrations=integrations,
             owners=owners,
         )
+
+    def _guard(self, keys: frozenset[str], failures: list[Failure]) -> guard.Decision:
+        """The mass-deletion guard: withhold a large drop until cycles or an operator confirm it."""
+        decision = guard.decide(self._published, keys, self._pending_drop, self.guard_settings)
+        operator = None
+        if decision.verdict is guard.Verdict.WITHHOLD:
+            operator = self._operator_confirmed(failures)
+        if operator is not None:
+            decision = guard.decide(
+                self._published,
+                keys,
+                self._pending_drop,
+                self.guard_settings,
+                operator_confirmed=True,
+            )
+        self._pending_drop = decision.pending
+        pending = decision.pending
+        self.metrics.drop_withheld.set(decision.dropped if pending else 0)
+        self.metrics.drop_pending_cycles.set(pending.cycles if pending else 0)
+        details = {
+            "previous_target_groups": decision.previous,
+            "new_target_groups": len(keys),
+            "dropped_target_groups": decision.dropped,
+            "drop_share": round(decision.share, 3),
+        }
+        if pending is not None:
+            self.metrics.drops_withheld.inc()
+            log.warning(
+                "sd withholding a mass target drop; last good targets kept",
+                extra={
+                    "event": "sd_target_drop_withheld",
+                    **details,
+                    "cycle": pending.cycles,
+                    "confirm_cycles": self.guard_settings.confirm_cycles,
+                    "confirm_with": "tenant-metrics sd confirm-drop",
+                },
+            )
+        elif decision.verdict is not guard.Verdict.PUBLISH:
+            self.metrics.drops_applied.labels(str(decision.verdict)).inc()
+            log.warning(
+                "sd applying a confirmed mass target drop",
+                extra={
+                    "event": "sd_target_drop_applied",
+                    **details,
+                    "confirmed_by": str(decision.verdict),
+                    **({"operator": operator} if operator is not None else {}),
+                },
+            )
+        return decision
+
+    def _operator_confirmed(self, failures: list[Failure]) -> str | None:
+        if self.drop_confirmed is None:
+            return None
+        try:
+            return self.drop_confirmed()
+        except SQLAlchemyError as exc:  # no answer is no confirmation: keep withholding
+            self._fail(failures, "drop_guard", exc)
+            return None
 
     def _integrate(
         self, services: list[AivenService], failures: list[Failure]

@@ -85,6 +85,28 @@ class SdMetrics:
             p + "dns_failures_total", "Service hostname lookups that failed.", registry=registry
         )
 
+        self.drop_withheld = Gauge(
+            p + "target_drop_withheld",
+            "Target groups a withheld mass drop would remove (0: none withheld).",
+            registry=registry,
+        )
+        self.drop_pending_cycles = Gauge(
+            p + "target_drop_pending_cycles",
+            "Cycles in a row that proposed the withheld mass drop.",
+            registry=registry,
+        )
+        self.drops_withheld = Counter(
+            p + "target_drops_withheld_total",
+            "Cycles whose new targets were withheld by the mass-deletion guard.",
+            registry=registry,
+        )
+        self.drops_applied = Counter(
+            p + "target_drops_applied_total",
+            "Mass drops applied after confirmation, by who confirmed (cycles, operator).",
+            ["confirmed_by"],
+            registry=registry,
+        )
+
     def observe_services(self, services: Iterable[AivenService]) -> None:
         tally = Tally((s.type, s.state) for s in services)
         self.services.clear()

@@ -29,6 +29,20 @@ class TargetGroup:
         return {"targets": list(self.targets), "labels": dict(self.labels)}
 
 
+_SERVICE_LABEL_AT = L.TARGET_LABELS.index(L.AIVEN_SERVICE_NAME)
+
+
+def group_key(group: TargetGroup) -> str:
+    """A group's identity across cycles (the mass-deletion guard compares these)."""
+    labels = group.labels
+    if len(labels) > _SERVICE_LABEL_AT and labels[_SERVICE_LABEL_AT][0] == L.AIVEN_SERVICE_NAME:
+        return labels[_SERVICE_LABEL_AT][1]  # where target_labels puts it: no scan
+    for name, value in labels:
+        if name == L.AIVEN_SERVICE_NAME:
+            return value
+    return ",".join(group.targets)
+
+
 def is_scrapable(
     service: AivenService,
     endpoint_id: str,

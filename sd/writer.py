@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sd.targets import TargetGroup
+from tenant_metrics.core import labels as L
 
 
 def render(groups: Sequence[TargetGroup]) -> bytes:
@@ -23,6 +24,18 @@ def render(groups: Sequence[TargetGroup]) -> bytes:
         "  " + json.dumps(g.to_json(), sort_keys=True, ensure_ascii=False) for g in groups
     )
     return ("[\n" + lines + "\n]\n" if groups else "[]\n").encode()
+
+
+def rendered_keys(content: bytes) -> frozenset[str] | None:
+    """The group keys (``targets.group_key``) of rendered targets; None if unreadable."""
+    try:
+        groups = json.loads(content)
+        return frozenset(
+            str(g.get("labels", {}).get(L.AIVEN_SERVICE_NAME) or ",".join(g["targets"]))
+            for g in groups
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def write_if_changed(path: Path, content: bytes) -> bool:

@@ -183,3 +183,20 @@ class IntegrationAttempt(Base):
     last_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SdDropConfirmation(Base):
+    """An operator's word that a large drop of sd targets is real (``sd confirm-drop``).
+
+    Every sd process withholding a mass deletion applies it while a confirmation is valid
+    (``expires_at``); rows are kept as the record of who confirmed what and when.
+    """
+
+    __tablename__ = "sd_drop_confirmations"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    confirmed_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    confirmed_by: Mapped[str] = mapped_column(String(NAME_LENGTH))

@@ -100,6 +100,7 @@ class FakeAiven(FakeServer):
         self._list_cache: tuple[int, bytes] | None = None
         self._version = 0
         self._create_lock = threading.Lock()
+        self._empty_lists = 0  # fault switch: listings still to answer wrongly empty (-1: all)
 
     # -- state helpers for tests ---------------------------------------------------------
     def _changed(self) -> None:
@@ -386,7 +387,19 @@ class FakeAiven(FakeServer):
     def _json(self, payload: Any, status: int = 200) -> Reply:
         return Reply(status, json.dumps(payload).encode(), self.content_type)
 
+    def answer_empty_lists(self, count: int = -1) -> None:
+        """Fault: the next ``count`` service listings (-1: every one, 0: none) answer a
+        successful but empty list while the services still exist."""
+        with self._create_lock:
+            self._empty_lists = count
+
     def _list_services(self) -> Reply:
+        with self._create_lock:
+            empty = self._empty_lists != 0
+            if self._empty_lists > 0:
+                self._empty_lists -= 1
+        if empty:
+            return self._json({"services": []})
         # The real list is one unpaged array; cache the body so a 10,000-service fake is cheap.
         if self._list_cache is None or self._list_cache[0] != self._version:
             body = json.dumps(
