@@ -1,8 +1,4 @@
-"""The world our processes live in, for tests, benchmarks and the demo alike.
-
-Above the parts (it may start any of them): ports, readiness, tenants inserted as the
-broker would insert them, and the processes we start and stop.
-"""
+"""Tenants inserted as the broker would insert them (rows + credentials.issue), and revoked."""
 
 from __future__ import annotations
 
