@@ -20,17 +20,17 @@ def address(node: exporter.RunningExporter) -> str:
 
 @contextmanager
 def running_exporters(layout: Mapping[str, Sequence[str]], port: int = 0, *,
-                      extra_labels: Mapping[str, dict[str, str]] | None = None,
+                      per_service: Mapping[str, Mapping[str, Any]] | None = None,
                       **common: Any) -> Iterator[list[exporter.RunningExporter]]:
     """One exporter per node: ``layout`` maps an Aiven service name to its nodes' addresses
-    (node ``i`` is named ``<service>-<i>``); ``common`` goes to every ``exporter.start``.
-    Yields them in layout order and stops them all on exit."""
+    (node ``i`` is named ``<service>-<i>``); ``common``, then ``per_service[service]``, are
+    passed to ``exporter.start``. Yields them in layout order and stops them all on exit."""
     with ExitStack() as stack:
         nodes = []
         for service, addresses in layout.items():
             for i, host in enumerate(addresses, start=1):
-                node = exporter.start(host, port, service=service, node=f"{service}-{i}",
-                                      extra_labels=(extra_labels or {}).get(service), **common)
+                options = {**common, **(per_service or {}).get(service, {})}
+                node = exporter.start(host, port, service=service, node=f"{service}-{i}", **options)
                 stack.callback(node.stop)
                 nodes.append(node)
         yield nodes

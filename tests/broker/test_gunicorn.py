@@ -17,7 +17,7 @@ import requests
 
 from broker.config import from_env
 from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
-from tests.support import free_port, wait_http
+from tenant_metrics.world import free_port, wait_http
 
 WORKERS = 3
 

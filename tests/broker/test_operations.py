@@ -21,7 +21,7 @@ from tenant_metrics.core import db
 from tenant_metrics.core.jsonlog import JsonFormatter
 from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.support import serve_wsgi
+from tenant_metrics.world import serve_wsgi
 
 
 @pytest.fixture

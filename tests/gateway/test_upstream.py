@@ -22,7 +22,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.upstream import Upstreams
 from tenant_metrics.core.errors import UpstreamError, UpstreamTimeout
 from tests.gateway.support import RecordingUpstream
-from tests.support import free_port, serve_wsgi
+from tenant_metrics.world import free_port, serve_wsgi
 
 QUERY = [("query", "up")]
 KEEPALIVE_BODY = b'{"status":"success","data":{"upstream":"keepalive"}}'

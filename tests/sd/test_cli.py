@@ -14,7 +14,7 @@ import requests
 import yaml
 
 from tests.sd.conftest import ENDPOINT, Harness, fake_ips
-from tests.support import free_port, wait_http
+from tenant_metrics.world import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 
