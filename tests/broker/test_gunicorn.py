@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from broker.config import from_env
-from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
 from tenant_metrics.world import free_port, wait_http
+from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
 
 WORKERS = 3
 

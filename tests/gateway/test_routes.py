@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 from tenant_metrics.core import db
-from tests.gateway.support import RecordingUpstream, TenantCreds, add_tenant
 from tenant_metrics.world import serve_app, serve_wsgi
+from tests.gateway.support import RecordingUpstream, TenantCreds, add_tenant
 
 T_A = 'cf_space_guid="space-a"'
 T_B = 'cf_organization_guid="org-2"'
