@@ -12,13 +12,13 @@ def serve_until_interrupted(check: Callable[[], None], stop: threading.Event | N
     """Call ``check`` every ``poll`` seconds (it raises when something died) until ``stop`` is
     set or, when called on the main thread, SIGINT/SIGTERM arrives; handlers are restored after."""
     stop = stop or threading.Event()
-    previous: dict[int, object] = {}
+    previous: dict[signal.Signals, object] = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, lambda *_: stop.set())
     try:
         while not stop.wait(poll):
             check()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+        for number, handler in previous.items():
+            signal.signal(number, handler)  # type: ignore[arg-type]

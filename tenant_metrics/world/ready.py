@@ -41,19 +41,23 @@ def wait_http(url: str, timeout: float = 30.0, *, ok: Callable[[requests.Respons
               alive: Callable[[], None] | None = None, **kwargs: Any) -> requests.Response:
     """Poll ``url`` with GET until it answers 2xx (or ``ok``); the answer is returned."""
 
-    def answered() -> requests.Response | None:
+    answers: list[requests.Response] = []
+
+    def answered() -> bool:
         resp = requests.get(url, timeout=request_timeout, auth=auth, **kwargs)
         if (ok or (lambda r: r.ok))(resp):
-            return resp
+            answers.append(resp)  # a Response is falsy unless 2xx: keep it aside, return True
+            return True
         raise NotReady(f"HTTP {resp.status_code}")
 
-    return wait_until(answered, timeout, url, interval=0.1, alive=alive)
+    wait_until(answered, timeout, url, interval=0.1, alive=alive)
+    return answers[0]
 
 
 def wait_for_series(url: str, query: str, expected: int, timeout: float = 60.0) -> list[dict[str, Any]]:
     """Wait until the instant ``query`` on the Prometheus API at ``url`` returns ``expected`` series or more."""
 
-    def enough() -> list[dict[str, Any]] | None:
+    def enough() -> list[dict[str, Any]]:
         resp = requests.get(url + "/api/v1/query", params={"query": query}, timeout=5)
         result: list[dict[str, Any]] = resp.json()["data"]["result"]
         if len(result) >= expected:

@@ -85,3 +85,15 @@ def test_serve_until_interrupted_returns_when_a_check_fails() -> None:
     with pytest.raises(WorldError, match="sd stopped"):
         serve_until_interrupted(check, threading.Event(), poll=0.01)
     assert len(calls) == 3
+
+
+def test_wait_http_accepts_what_ok_accepts_even_a_401() -> None:
+    from werkzeug.wrappers import Response
+
+    from tenant_metrics.world import serve_wsgi, wait_http
+
+    app = Response("no", status=401)
+    with serve_wsgi(app) as url:
+        assert wait_http(url, timeout=5, ok=lambda r: r.status_code == 401).status_code == 401
+        with pytest.raises(NotReady, match="HTTP 401"):
+            wait_http(url, timeout=0.5)
