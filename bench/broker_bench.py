@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,6 +29,7 @@ from sqlalchemy import create_engine, text
 
 from broker.config import DEFAULT_SERVICE_ID, DEFAULT_SPACE_PLAN_ID
 from tenant_metrics.core import db
+from tenant_metrics.world import Child, children, free_port, spawn_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,41 +86,18 @@ def server_cpu(master: int, database: str | None) -> float:
     return total
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_gunicorn(app: str, env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_gunicorn(app: str, env: dict[str, str], workers: int, logdir: Path) -> Child:
+    """``app`` on gunicorn with the broker's gunicorn settings; ready once the catalog answers."""
     port = free_port()
     env = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
            "LOG_LEVEL": "WARNING"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "python:broker.gunicorn_conf", app],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(base + "/v2/catalog", auth=(USERNAME, PASSWORD), headers=HEADERS, timeout=2).ok:
-                return proc, base
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{app} did not start")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    name = app.split(".")[0]
+    return spawn_ready(name, [sys.executable, "-m", "gunicorn", "--config", "python:broker.gunicorn_conf", app],
+                       logdir / f"{name}.log", url=base, timeout=30, env=env, cwd=ROOT,
+                       ready=lambda: requests.get(base + "/v2/catalog", auth=(USERNAME, PASSWORD),
+                                                  headers=HEADERS, timeout=2).ok)
 
 
 def one_cycle(session: requests.Session, base: str, latencies: list[float]) -> bool:
@@ -270,18 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     try:
         db.upgrade(url)
-        servers = {
-            "ceiling": start_gunicorn("bench.broker_ceiling:create_app()", env, args.workers),
-            "ours": start_gunicorn("broker.app:create_app()", env, args.workers),
-        }
-        try:
+        with children() as procs, tempfile.TemporaryDirectory(prefix="broker-bench-") as logdir:
+            servers = {
+                "ceiling": procs.add(start_gunicorn("bench.broker_ceiling:create_app()", env, args.workers,
+                                                    Path(logdir))),
+                "ours": procs.add(start_gunicorn("broker.app:create_app()", env, args.workers, Path(logdir))),
+            }
             # Both servers stay up; short slices alternate between them, so a neighbour's
             # load on this machine hits both alike instead of whichever ran at the time.
             for clients in args.clients:
                 slices: dict[str, list[Samples]] = {"ceiling": [], "ours": []}
                 for _ in range(args.rounds):
                     for target in ("ceiling", "ours"):
-                        proc, base = servers[target]
+                        proc, base = servers[target], servers[target].url
                         database = name if target == "ours" else None
                         before = server_cpu(proc.pid, database)
                         sample = measure(target, base, clients, args.seconds, args.warmup)
@@ -296,9 +273,6 @@ def main(argv: list[str] | None = None) -> int:
                           f"p50={result.request_p50_ms:.2f}ms p99={result.request_p99_ms:.2f}ms "
                           f"errors={result.errors} slice ratios={[round(r, 2) for r in ratios]}", flush=True)
                     results.append(result)
-        finally:
-            for proc, _ in servers.values():
-                stop(proc)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

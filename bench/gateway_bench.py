@@ -25,14 +25,19 @@ from typing import Any
 
 import requests
 
-from bench.gateway_world import (
+from tenant_metrics.world import (
+    Child,
     Target,
+    add_tenant,
+    address,
+    children,
     free_port,
+    running_exporters,
+    spawn_ready,
     start_gateway,
     start_prometheus,
-    stop,
+    static_config,
     wait_for_series,
-    wait_http,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,7 +169,7 @@ def rewrite_times(iterations: int = 2000) -> list[tuple[str, float, float]]:
     return out
 
 
-def start_caddy(workdir: Path, upstream: str, user: str, password: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_caddy(workdir: Path, upstream: str, user: str, password: str) -> Child:
     hashed = subprocess.run(["caddy", "hash-password", "--plaintext", password], capture_output=True, text=True, check=True).stdout.strip()
     port = free_port()
     config = {
@@ -184,17 +189,11 @@ def start_caddy(workdir: Path, upstream: str, user: str, password: str) -> tuple
         }}}},
     }
     (workdir / "caddy.json").write_text(json.dumps(config))
-    log = open(workdir / "caddy.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(["caddy", "run", "--config", str(workdir / "caddy.json")], stdout=log, stderr=subprocess.STDOUT)
-    log.close()
     url = f"http://127.0.0.1:{port}"
-    try:
-        # The first check runs bcrypt at cost 14 (about a second, more on a busy machine); later ones hit the cache.
-        wait_http(url + "/api/v1/status/buildinfo", timeout=60, auth=(user, password), request_timeout=20)
-    except TimeoutError:
-        stop(proc)
-        raise
-    return proc, url
+    # The first check runs bcrypt at cost 14 (about a second, more on a busy machine); later ones hit the cache.
+    return spawn_ready("caddy", ["caddy", "run", "--config", str(workdir / "caddy.json")], workdir / "caddy.log",
+                       url=url, timeout=60, ready=lambda: requests.get(url + "/api/v1/status/buildinfo",
+                                                                       auth=(user, password), timeout=20).ok)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,78 +207,68 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO))
     from tenant_metrics.core import db
-    from tenant_metrics.fakes import exporter
-    from tenant_metrics.world import add_tenant
 
     began = time.time()
     load_at_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    exporters = []
+    owners = {f"svc-{t}-{s}": {"cf_organization_guid": f"org-{t // 2}", "cf_space_guid": f"space-{t}"}
+              for t in range(TENANTS) for s in range(SERVICES_PER_TENANT)}
     try:
-        targets = []
-        for t in range(TENANTS):
-            for s in range(SERVICES_PER_TENANT):
-                name = f"svc-{t}-{s}"
-                e = exporter.start("127.0.0.1", 0, service=name, username=None)
-                exporters.append(e)
-                targets.append(Target(e.url.split("//")[1].split("/")[0], {
-                    "cf_organization_guid": f"org-{t // 2}", "cf_space_guid": f"space-{t}", "cf_service_instance_guid": name,
-                }))
-        prom, prom_url = start_prometheus(shutil.which("prometheus") or "/usr/bin/prometheus", work / "prom", targets)
-        procs.append(prom)
-        wait_for_series(prom_url, "cpu_usage_idle", len(targets))
-        database_url = f"sqlite:///{work / 'tm.sqlite3'}"
-        db.upgrade(database_url)
-        creds = add_tenant(database_url, "space", "org-0", TENANT_VALUE)
-        gw, gw_url = start_gateway([prom_url], database_url, work / "gw", workers=args.workers,
-                                   extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "100000", "GATEWAY_RATE_LIMIT_BURST": "100000",
-                                              # as production runs: one JSON line per request
-                                              "LOG_LEVEL": "INFO"})
-        procs.append(gw)
-        have_caddy = shutil.which("caddy") is not None
-        contenders: list[tuple[str, str, tuple[str, str] | None, bool]] = [("direct Prometheus", prom_url, None, True)]
-        proxy_pid = {"direct Prometheus": None, "tenant gateway": gw.pid}
-        if have_caddy:
-            caddy, caddy_url = start_caddy(work, prom_url, creds.username, creds.password)
-            procs.append(caddy)
-            proxy_pid["Caddy basic auth"] = caddy.pid
-            contenders.append(("Caddy basic auth", caddy_url, creds.auth, True))
-        contenders.append(("tenant gateway", gw_url, creds.auth, False))
-        time.sleep(max(0.0, 12 - (time.time() - began)))  # some data for the range queries
+        with running_exporters({name: ["127.0.0.1"] for name in owners}, username=None) as exporters, \
+                children() as procs:
+            targets = [Target(address(e), {**labels, "cf_service_instance_guid": name})
+                       for e, (name, labels) in zip(exporters, owners.items())]
+            prom = procs.add(start_prometheus(work / "prom", static_config(targets)))
+            prom_url = prom.url
+            wait_for_series(prom_url, "cpu_usage_idle", len(targets))
+            database_url = f"sqlite:///{work / 'tm.sqlite3'}"
+            db.upgrade(database_url)
+            creds = add_tenant(database_url, "space", "org-0", TENANT_VALUE)
+            gw = procs.add(start_gateway([prom_url], database_url, work / "gw", workers=args.workers,
+                                         extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "100000",
+                                                    "GATEWAY_RATE_LIMIT_BURST": "100000",
+                                                    # as production runs: one JSON line per request
+                                                    "LOG_LEVEL": "INFO"}))
+            gw_url = gw.url
+            have_caddy = shutil.which("caddy") is not None
+            contenders: list[tuple[str, str, tuple[str, str] | None, bool]] = [("direct Prometheus", prom_url, None, True)]
+            proxy_pid = {"direct Prometheus": None, "tenant gateway": gw.pid}
+            if have_caddy:
+                caddy = procs.add(start_caddy(work, prom_url, creds.username, creds.password))
+                caddy_url = caddy.url
+                proxy_pid["Caddy basic auth"] = caddy.pid
+                contenders.append(("Caddy basic auth", caddy_url, creds.auth, True))
+            contenders.append(("tenant gateway", gw_url, creds.auth, False))
+            time.sleep(max(0.0, 12 - (time.time() - began)))  # some data for the range queries
 
-        rows = []
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(16) as pool:
-            pool.map(_ready, range(64), chunksize=1)
-            for name, url, auth, enforced in contenders:  # warm-up (connections, caches)
-                run_load(pool, url, auth, enforced, 16, 1.0)
-            for clients in (1, 16):
-                # Interleaved rounds, so a slow moment of the machine hits every contender alike.
-                gathered: dict[str, list[float]] = {name: [] for name, *_ in contenders}
-                cpu: dict[str, list[float]] = {name: [0.0, 0.0] for name, *_ in contenders}  # Prometheus, proxy
-                for _ in range(args.rounds):
-                    for name, url, auth, enforced in contenders:
-                        pid = proxy_pid[name]
-                        before = (cpu_seconds(prom.pid), cpu_seconds(pid) if pid else 0.0)
-                        gathered[name] += run_load(pool, url, auth, enforced, clients, args.seconds / args.rounds)
-                        cpu[name][0] += cpu_seconds(prom.pid) - before[0]
-                        cpu[name][1] += (cpu_seconds(pid) if pid else 0.0) - before[1]
-                for name, *_ in contenders:
-                    n = len(gathered[name])
-                    rows.append({"target": name, "clients": clients, **summarize(gathered[name], args.seconds),
-                                 "prom_cpu_ms": 1000 * cpu[name][0] / n, "proxy_cpu_ms": 1000 * cpu[name][1] / n})
-                    print(json.dumps(rows[-1]), flush=True)
-        rewrites = rewrite_times()
-        floor = floor_latency(gw_url)
-        elapsed = time.time() - began
-        write_report(Path(args.out), rows, rewrites, args, elapsed, have_caddy, floor, load_at_start)
-        print(f"wrote {args.out} in {elapsed:.0f}s")
+            rows = []
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(16) as pool:
+                pool.map(_ready, range(64), chunksize=1)
+                for name, url, auth, enforced in contenders:  # warm-up (connections, caches)
+                    run_load(pool, url, auth, enforced, 16, 1.0)
+                for clients in (1, 16):
+                    # Interleaved rounds, so a slow moment of the machine hits every contender alike.
+                    gathered: dict[str, list[float]] = {name: [] for name, *_ in contenders}
+                    cpu: dict[str, list[float]] = {name: [0.0, 0.0] for name, *_ in contenders}  # Prometheus, proxy
+                    for _ in range(args.rounds):
+                        for name, url, auth, enforced in contenders:
+                            pid = proxy_pid[name]
+                            before = (cpu_seconds(prom.pid), cpu_seconds(pid) if pid else 0.0)
+                            gathered[name] += run_load(pool, url, auth, enforced, clients, args.seconds / args.rounds)
+                            cpu[name][0] += cpu_seconds(prom.pid) - before[0]
+                            cpu[name][1] += (cpu_seconds(pid) if pid else 0.0) - before[1]
+                    for name, *_ in contenders:
+                        n = len(gathered[name])
+                        rows.append({"target": name, "clients": clients, **summarize(gathered[name], args.seconds),
+                                     "prom_cpu_ms": 1000 * cpu[name][0] / n, "proxy_cpu_ms": 1000 * cpu[name][1] / n})
+                        print(json.dumps(rows[-1]), flush=True)
+            rewrites = rewrite_times()
+            floor = floor_latency(gw_url)
+            elapsed = time.time() - began
+            write_report(Path(args.out), rows, rewrites, args, elapsed, have_caddy, floor, load_at_start)
+            print(f"wrote {args.out} in {elapsed:.0f}s")
     finally:
-        for proc in reversed(procs):
-            stop(proc)
-        for e in exporters:
-            e.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -10,28 +10,36 @@ real OSB API. It prints what to try and runs until Ctrl-C, then stops every chil
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import requests
-import yaml
 
 from tenant_metrics.core import db
-from tenant_metrics.core.errors import TenantMetricsError
-from tenant_metrics.fakes import exporter
-from tenant_metrics.fakes.aiven import FakeAiven
-from tenant_metrics.fakes.cloudcontroller import FakeCloudController
+from tenant_metrics.world import (
+    Children,
+    FakeApis,
+    catalog_service,
+    children,
+    free_port,
+    part_env,
+    provision_and_bind,
+    running_exporters,
+    running_fake_apis,
+    sd_config,
+    serve_until_interrupted,
+    start_broker,
+    start_gateway,
+    start_part,
+    start_prometheus,
+    wait_until,
+)
 
 AIVEN_TOKEN = "demo-aiven-token"
 AIVEN_PROJECT = "tenant-metrics-demo"
@@ -40,11 +48,9 @@ SCRAPE_USER, SCRAPE_PASSWORD = "prom-scraper", "demo-scrape-password"
 PREFIX = "demo"
 CF_CLIENT, CF_SECRET = "tenant-metrics-sd", "demo-cf-client-secret"
 BROKER_USER, BROKER_PASSWORD = "cloud-controller", "demo-only-osb-secret-do-not-reuse-42"
+BROKER_AUTH = (BROKER_USER, BROKER_PASSWORD)
+IDENTITY = {"X-Broker-API-Originating-Identity": "cloudfoundry eyJ1c2VyX2lkIjogImRlbW8tdXNlciJ9"}
 NODE_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-
-
-class DemoError(TenantMetricsError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +91,6 @@ class Ports:
     broker: int
     gateway: int
     sd: int
-    prometheus: int
     scrape: int
 
 
@@ -93,153 +98,49 @@ class Ports:
 class Demo:
     workdir: Path
     out: TextIO = field(default=sys.stdout)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def say(self, message: str) -> None:
         print(message, file=self.out, flush=True)
 
 
-def _free_port(addresses: tuple[str, ...] = ("127.0.0.1",)) -> int:
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for addr in addresses:
-                with socket.socket() as s:
-                    s.bind((addr, port))
-        except OSError:
-            continue
-        return port
-    raise DemoError("no free port on the loopback addresses")
-
-
-def _wait(check: Callable[[], bool], what: str, timeout: float, demo: Demo) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for name, proc in demo.children:
-            if proc.poll() is not None:
-                raise DemoError(f"{name} exited with status {proc.returncode} while waiting for {what}; "
-                                f"see {demo.workdir / (name + '.log')}")
-        try:
-            if check():
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _http_ok(url: str, **kwargs: Any) -> Callable[[], bool]:
-    return lambda: requests.get(url, timeout=2, **kwargs).ok
-
-
-def _spawn(demo: Demo, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = open(demo.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=demo.workdir,
-                            start_new_session=True)
-    log.close()
-    demo.children.append((name, proc))
-    return proc
-
-
-def _stop_children(demo: Demo) -> None:
-    """SIGTERM every child's process group (gunicorn has workers), then SIGKILL stragglers."""
-    for _name, proc in reversed(demo.children):
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 15
-    for _name, proc in reversed(demo.children):
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # any leftover in the group, e.g. a worker
-        except (ProcessLookupError, PermissionError):
-            pass
-        if proc.poll() is None:
-            proc.wait(timeout=5)
-    demo.children.clear()
-
-
 @contextmanager
-def _fakes(demo: Demo, scrape_port: int) -> Iterator[tuple[FakeAiven, FakeCloudController, dict[str, list[str]]]]:
+def _fakes(demo: Demo, scrape_port: int) -> Iterator[tuple[FakeApis, dict[str, list[str]]]]:
     """Fake Aiven + Cloud Controller with both tenants' services, and their exporters."""
-    with ExitStack() as stack:
-        aiven = FakeAiven(project=AIVEN_PROJECT, token=AIVEN_TOKEN)
-        stack.enter_context(aiven)
-        cc = FakeCloudController(CF_CLIENT, CF_SECRET)
-        stack.enter_context(cc)
-        cert, key = exporter.self_signed_cert(demo.workdir / "tls", "aivencloud.demo")
-        aiven.ca_certificate = Path(cert).read_text()
-        aiven.add_endpoint(ENDPOINT_ID, "platform-prometheus", SCRAPE_USER, SCRAPE_PASSWORD)
+    with running_fake_apis(demo.workdir / "tls", project=AIVEN_PROJECT, token=AIVEN_TOKEN, endpoint_id=ENDPOINT_ID,
+                           scrape_user=SCRAPE_USER, scrape_password=SCRAPE_PASSWORD, cc_client=CF_CLIENT,
+                           cc_secret=CF_SECRET) as apis:
         dns: dict[str, list[str]] = {}
         for t in TENANTS:
-            cc.add_owner(t.aiven_instance_guid, t.aiven_instance_name, t.space_guid, t.space_name,
-                         t.org_guid, t.org_name)
-            aiven.add_service(t.aiven_name, t.service_type, node_count=len(t.nodes),
-                              tags={"organization_id": t.org_guid, "space_id": t.space_guid})
-            dns[aiven.host_of(t.aiven_name)] = list(t.nodes)
-            for i, addr in enumerate(t.nodes, start=1):
-                node = exporter.start(addr, scrape_port, service=t.aiven_name, node=f"{t.aiven_name}-{i}",
-                                      project=AIVEN_PROJECT, service_type=t.service_type,
-                                      username=SCRAPE_USER, password=SCRAPE_PASSWORD, tls=(cert, key))
-                stack.callback(node.stop)
-        yield aiven, cc, dns
-
-
-def _osb(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    resp = requests.request(method, base + path, json=body, auth=(BROKER_USER, BROKER_PASSWORD), timeout=30,
-                            headers={"X-Broker-API-Version": "2.17",
-                                     "X-Broker-API-Originating-Identity":
-                                     "cloudfoundry eyJ1c2VyX2lkIjogImRlbW8tdXNlciJ9"})
-    if resp.status_code not in (200, 201):
-        raise DemoError(f"broker {method} {path} answered {resp.status_code}: {resp.text[:300]}")
-    return dict(resp.json())
+            apis.cc.add_owner(t.aiven_instance_guid, t.aiven_instance_name, t.space_guid, t.space_name,
+                              t.org_guid, t.org_name)
+            apis.aiven.add_service(t.aiven_name, t.service_type, node_count=len(t.nodes),
+                                   tags={"organization_id": t.org_guid, "space_id": t.space_guid})
+            dns[apis.aiven.host_of(t.aiven_name)] = list(t.nodes)
+        layout = {t.aiven_name: list(t.nodes) for t in TENANTS}
+        types = {t.aiven_name: {"service_type": t.service_type} for t in TENANTS}
+        with running_exporters(layout, scrape_port, per_service=types, project=AIVEN_PROJECT, username=SCRAPE_USER,
+                               password=SCRAPE_PASSWORD, tls=(apis.cert, apis.key)):
+            yield apis, dns
 
 
 def _provision_and_bind(broker_url: str) -> dict[str, dict[str, Any]]:
-    catalog = _osb(broker_url, "GET", "/v2/catalog")
-    service = catalog["services"][0]
-    plans = {p["name"]: p["id"] for p in service["plans"]}
+    service_id, plans = catalog_service(broker_url, BROKER_AUTH)
     creds: dict[str, dict[str, Any]] = {}
     for t in TENANTS:
-        context = {"platform": "cloudfoundry", "organization_guid": t.org_guid, "organization_name": t.org_name,
-                   "space_guid": t.space_guid, "space_name": t.space_name, "instance_name": f"{t.label}-metrics"}
-        _osb(broker_url, "PUT", f"/v2/service_instances/{t.metrics_instance_guid}",
-             {"service_id": service["id"], "plan_id": plans[t.plan], "organization_guid": t.org_guid,
-              "space_guid": t.space_guid, "context": context})
-        binding = _osb(broker_url, "PUT",
-                       f"/v2/service_instances/{t.metrics_instance_guid}/service_bindings/{t.label}-key",
-                       {"service_id": service["id"], "plan_id": plans[t.plan], "bind_resource": {},
-                        "context": {k: v for k, v in context.items() if k != "instance_name"}})
-        creds[t.label] = binding["credentials"]
+        context = {"organization_name": t.org_name, "space_name": t.space_name, "instance_name": f"{t.label}-metrics"}
+        bound = provision_and_bind(broker_url, BROKER_AUTH, service_id, plans[t.plan], t.org_guid, t.space_guid,
+                                   context=context, instance_id=t.metrics_instance_guid,
+                                   binding_id=f"{t.label}-key", headers=IDENTITY)
+        creds[t.label] = bound.credentials
     return creds
 
 
-def _prometheus(demo: Demo, env: dict[str, str], ports: Ports) -> str | None:
-    binary = shutil.which("prometheus")
-    if binary is None:
+def _prometheus(demo: Demo, env: dict[str, str], procs: Children) -> str | None:
+    if shutil.which("prometheus") is None:
         demo.say("  Prometheus: not installed (apt-get install prometheus); the gateway will answer 503")
         return None
-    printed = subprocess.run([sys.executable, "-m", "tenant_metrics", "sd", "prometheus-config"], check=False, env=env,
-                             cwd=demo.workdir, capture_output=True, text=True, timeout=60)
-    if printed.returncode != 0:
-        raise DemoError(f"sd prometheus-config failed: {printed.stderr.strip()[-500:]}")
-    job = yaml.safe_load(printed.stdout)["scrape_configs"][0]
-    job.update(scrape_interval="5s", scrape_timeout="4s")
-    job["file_sd_configs"][0]["refresh_interval"] = "5s"
-    config = demo.workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "5s"}, "scrape_configs": [job]}))
-    url = f"http://127.0.0.1:{ports.prometheus}"
-    _spawn(demo, "prometheus", [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{ports.prometheus}",
-                                f"--storage.tsdb.path={demo.workdir / 'tsdb'}", "--log.level=warn"], env)
-    _wait(_http_ok(url + "/-/ready"), "Prometheus to be ready", 60, demo)
-    return url
+    config = sd_config(env, demo.workdir, interval="5s", timeout="4s")
+    return procs.add(start_prometheus(demo.workdir / "prometheus", config)).url
 
 
 def run(workdir: Path, out: TextIO = sys.stdout, ready_file: Path | None = None,
@@ -250,66 +151,54 @@ def run(workdir: Path, out: TextIO = sys.stdout, ready_file: Path | None = None,
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     demo = Demo(workdir, out)
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-    ports = Ports(_free_port(), _free_port(), _free_port(), _free_port(), _free_port(NODE_ADDRESSES))
+    ports = Ports(free_port(), free_port(), free_port(), free_port(NODE_ADDRESSES))
     database = f"sqlite:///{workdir / 'demo.sqlite3'}"
     demo.say(f"[1/6] migrating the demo database ({database})")
     db.upgrade(database)
     try:
-        with _fakes(demo, ports.scrape) as (aiven, cc, dns):
-            demo.say(f"[2/6] fake Aiven at {aiven.url}, fake Cloud Controller at {cc.url}, "
+        with _fakes(demo, ports.scrape) as (apis, dns), children() as procs:
+            demo.say(f"[2/6] fake Aiven at {apis.aiven.url}, fake Cloud Controller at {apis.cc.url}, "
                      f"{sum(len(t.nodes) for t in TENANTS)} Aiven-like exporters on port {ports.scrape}")
             (workdir / "dns.json").write_text(json.dumps(dns))
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("AIVEN_", "CF_", "SD_", "BROKER_"))}
-            env.update(DATABASE_URL=database, PYTHONUNBUFFERED="1",
-                       AIVEN_API_URL=aiven.url, AIVEN_API_TOKEN=AIVEN_TOKEN, AIVEN_PROJECT=AIVEN_PROJECT,
-                       AIVEN_PROMETHEUS_ENDPOINT_ID=ENDPOINT_ID, AIVEN_SERVICE_PREFIX=PREFIX,
-                       SD_TARGETS_FILE=str(workdir / "targets.json"), SD_INTERVAL_SECONDS="5",
-                       SD_SCRAPE_PORT=str(ports.scrape), SD_LISTEN_PORT=str(ports.sd),
-                       SD_DNS_OVERRIDES_FILE=str(workdir / "dns.json"),
-                       CF_API_URL=cc.url, CF_CLIENT_ID=CF_CLIENT, CF_CLIENT_SECRET=CF_SECRET)
-            cli = [sys.executable, "-m", "tenant_metrics"]
+            settings = dict(DATABASE_URL=database, LOG_LEVEL="INFO",
+                            AIVEN_API_URL=apis.aiven.url, AIVEN_API_TOKEN=AIVEN_TOKEN, AIVEN_PROJECT=AIVEN_PROJECT,
+                            AIVEN_PROMETHEUS_ENDPOINT_ID=ENDPOINT_ID, AIVEN_SERVICE_PREFIX=PREFIX,
+                            SD_TARGETS_FILE=str(workdir / "targets.json"), SD_INTERVAL_SECONDS="5",
+                            SD_SCRAPE_PORT=str(ports.scrape), SD_LISTEN_PORT=str(ports.sd),
+                            SD_DNS_OVERRIDES_FILE=str(workdir / "dns.json"),
+                            CF_API_URL=apis.cc.url, CF_CLIENT_ID=CF_CLIENT, CF_CLIENT_SECRET=CF_SECRET)
             demo.say("[3/6] starting sd (integrates the Aiven services, writes targets.json)")
-            _spawn(demo, "sd", cli + ["sd", "run"], env)
-            _wait(lambda: (workdir / "targets.json").exists(), "sd's first targets file", 60, demo)
+            procs.add(start_part("sd", ["run"], workdir, settings, port=ports.sd,
+                                 ready=(workdir / "targets.json").exists))
             demo.say("[4/6] starting Prometheus")
-            prometheus_url = _prometheus(demo, env, ports)
+            prometheus_url = _prometheus(demo, part_env(settings), procs)
             demo.say("[5/6] starting the broker and the gateway (gunicorn)")
-            broker_url = f"http://127.0.0.1:{ports.broker}"
             gateway_url = f"http://127.0.0.1:{ports.gateway}"
-            _spawn(demo, "broker", cli + ["broker", "--workers", "2"],
-                   {**env, "PORT": str(ports.broker), "BROKER_USERNAME": BROKER_USER,
-                    "BROKER_PASSWORD": BROKER_PASSWORD, "GATEWAY_PUBLIC_URL": gateway_url})
-            _spawn(demo, "gateway", cli + ["gateway", "--workers", "2"],
-                   {**env, "PORT": str(ports.gateway), "GATEWAY_BIND_HOST": "127.0.0.1",
-                    "PROMETHEUS_URLS": prometheus_url or "http://127.0.0.1:9"})
-            _wait(_http_ok(broker_url + "/healthz"), "the broker", 60, demo)
-            _wait(_http_ok(gateway_url + "/healthz"), "the gateway", 60, demo)
+            broker_url = procs.add(start_broker(database, workdir, BROKER_USER, BROKER_PASSWORD, workers=2,
+                                                gateway_url=gateway_url, extra_env=settings, port=ports.broker,
+                                                timeout=60)).url
+            procs.add(start_gateway([prometheus_url or "http://127.0.0.1:9"], database, workdir,
+                                    extra_env=settings, port=ports.gateway, timeout=60))
             demo.say("[6/6] provisioning and binding two tenants through the broker's OSB API")
             creds = _provision_and_bind(broker_url)
             if prometheus_url:
                 for t in TENANTS:  # every tenant's services scraped at least once
                     cred = creds[t.label]
-                    _wait(lambda cred=cred: bool(  # type: ignore[misc]
+                    wait_until(lambda cred=cred: bool(  # type: ignore[misc]
                         requests.get(gateway_url + "/api/v1/query", params={"query": "up == 1"},
                                      auth=(cred["username"], cred["password"]), timeout=5)
                         .json().get("data", {}).get("result")),
-                        f"{t.label}'s first scrape to reach the gateway", 90, demo)
+                        90, f"{t.label}'s first scrape to reach the gateway", interval=0.25,
+                        alive=procs.check_alive)
             _print_guide(demo, broker_url, gateway_url, prometheus_url, creds)
             if ready_file is not None:
                 ready_file.write_text(json.dumps({"gateway": gateway_url, "broker": broker_url,
                                                   "prometheus": prometheus_url, "credentials": creds}))
-            while not stop.wait(0.5):
-                for name, proc in demo.children:
-                    if proc.poll() is not None:
-                        raise DemoError(f"{name} stopped unexpectedly (status {proc.returncode}); "
-                                        f"see {workdir / (name + '.log')}")
+            serve_until_interrupted(procs.check_alive, stop)
             demo.say("stopping...")
-    finally:
-        _stop_children(demo)
+    except KeyboardInterrupt:
+        demo.say("interrupted while starting; stopped")
+        return 130
     demo.say("stopped; logs and data are in " + str(workdir))
     return 0
 

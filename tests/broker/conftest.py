@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.app import create_app
 from broker.config import BrokerSettings, from_env
-from tests.support import serve_wsgi
+from tenant_metrics.world import serve_wsgi
 
 USERNAME = "cloud-controller"
 PASSWORD = "correct-horse-battery-staple-42"

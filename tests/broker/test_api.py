@@ -286,7 +286,7 @@ def test_repeat_bind_after_a_key_rotation_returns_working_credentials(
 
     from broker.app import create_app
     from tenant_metrics.core.credentials import derive_key
-    from tests.support import serve_wsgi
+    from tenant_metrics.world import serve_wsgi
 
     osb.provision("inst-1")
     before = osb.bind("inst-1", "bind-1").json()["credentials"]

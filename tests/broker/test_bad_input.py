@@ -22,8 +22,8 @@ from broker.config import from_env
 from tenant_metrics.core import db
 from tenant_metrics.core.db import make_engine
 from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance
+from tenant_metrics.world import serve_wsgi
 from tests.broker.conftest import PASSWORD, USERNAME, broker_env
-from tests.support import serve_wsgi
 
 SID = "10cdfd27-97b4-4f39-9583-a56f77a858cd"
 SPACE = "bc41c325-d6d4-4177-8fb3-f2432b93957f"

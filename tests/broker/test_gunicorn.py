@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,8 +15,8 @@ import pytest
 import requests
 
 from broker.config import from_env
+from tenant_metrics.world import free_port, spawn_ready
 from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
-from tests.support import free_port, wait_http
 
 WORKERS = 3
 
@@ -29,21 +28,14 @@ def gunicorn_broker(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Pa
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_path = tmp_path / "broker.log"
     exe = Path(sys.executable).with_name("tenant-metrics")
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([str(exe), "broker", "--workers", str(WORKERS)], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
+    broker = spawn_ready("broker", [str(exe), "broker", "--workers", str(WORKERS)], log_path, url=base,
+                         ready_path="/healthz", timeout=30, env=env, cwd=tmp_path)
     try:
-        wait_http(base + "/healthz", timeout=30)
         yield base, log_path, database_url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    assert proc.returncode == 0, log_path.read_text()[-2000:]
+        status = broker.stop()
+    assert status == 0, log_path.read_text()[-2000:]
 
 
 def test_gunicorn_serves_osb_with_merged_metrics_and_clean_logs(gunicorn_broker: tuple[str, Path, str]) -> None:

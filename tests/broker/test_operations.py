@@ -19,9 +19,9 @@ from broker.app import create_app
 from broker.config import BrokerSettings, from_env
 from tenant_metrics.core import db
 from tenant_metrics.core.jsonlog import JsonFormatter
+from tenant_metrics.world import serve_wsgi
 from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.support import serve_wsgi
 
 
 @pytest.fixture

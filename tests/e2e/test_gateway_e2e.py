@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +16,24 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from bench.gateway_world import Target, start_gateway, start_prometheus, stop, wait_for_series
 from broker.app import create_app as create_broker
 from broker.config import from_env as broker_from_env
 from tenant_metrics.core import db
-from tenant_metrics.fakes import exporter
-from tests.support import serve_wsgi
+from tenant_metrics.world import (
+    Bound,
+    Child,
+    Target,
+    address,
+    children,
+    osb,
+    provision_and_bind,
+    running_exporters,
+    serve_wsgi,
+    start_gateway,
+    start_prometheus,
+    static_config,
+    wait_for_series,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,23 +46,14 @@ SERVICES = {
 BROKER_USER, BROKER_PASSWORD = "cloud-controller", "e2e-broker-password-0123456789"
 
 
-@dataclass
-class Creds:
-    instance_id: str
-    binding_id: str
-    plan_id: str
-    username: str
-    password: str
-
-    @property
-    def auth(self) -> tuple[str, str]:
-        return (self.username, self.password)
+Creds = Bound
+AUTH = (BROKER_USER, BROKER_PASSWORD)
 
 
 @dataclass
 class World:
     gateway: str
-    primary: subprocess.Popen[bytes]
+    primary: Child
     primary_url: str
     secondary_url: str
     broker: str
@@ -62,43 +64,18 @@ class World:
     gateway_log: Path
 
 
-def _osb(broker: str, method: str, path: str, **kw: Any) -> requests.Response:
-    headers = {"X-Broker-API-Version": "2.17", "X-Broker-API-Request-Identity": str(uuid.uuid4())}
-    return requests.request(method, broker + path, auth=(BROKER_USER, BROKER_PASSWORD), headers=headers, timeout=30, **kw)
-
-
-def _provision_and_bind(broker: str, service_id: str, plan_id: str, org: str, space: str) -> Creds:
-    iid, bid = str(uuid.uuid4()), str(uuid.uuid4())
-    context = {"platform": "cloudfoundry", "organization_guid": org, "space_guid": space}
-    resp = _osb(broker, "PUT", f"/v2/service_instances/{iid}", json={
-        "service_id": service_id, "plan_id": plan_id, "organization_guid": org, "space_guid": space, "context": context,
-    })
-    assert resp.status_code == 201, resp.text
-    resp = _osb(broker, "PUT", f"/v2/service_instances/{iid}/service_bindings/{bid}", json={
-        "service_id": service_id, "plan_id": plan_id, "context": context, "bind_resource": {},
-    })
-    assert resp.status_code == 201, resp.text
-    creds = resp.json()["credentials"]
-    return Creds(iid, bid, plan_id, creds["username"], creds["password"])
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: str) -> Iterator[World]:
     work = tmp_path_factory.mktemp("gateway-e2e")
     database_url = f"sqlite:///{work / 'tm.sqlite3'}"
     db.upgrade(database_url)
-    exporters = [exporter.start("127.0.0.1", 0, service=name, username=None) for name in SERVICES]
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        targets = [
-            Target(e.url.split("//")[1].split("/")[0], {**labels, "cf_service_instance_guid": name})
-            for e, (name, labels) in zip(exporters, SERVICES.items())
-        ]
-        primary, primary_url = start_prometheus(prometheus_binary, work / "p1", targets)
-        procs.append(primary)
-        secondary, secondary_url = start_prometheus(prometheus_binary, work / "p2", targets)
-        procs.append(secondary)
-        for url in (primary_url, secondary_url):
+    layout = {name: ["127.0.0.1"] for name in SERVICES}
+    with running_exporters(layout, username=None) as exporters, children() as procs:
+        targets = [Target(address(e), {**labels, "cf_service_instance_guid": name})
+                   for e, (name, labels) in zip(exporters, SERVICES.items())]
+        primary = procs.add(start_prometheus(work / "p1", static_config(targets), binary=prometheus_binary))
+        secondary = procs.add(start_prometheus(work / "p2", static_config(targets), binary=prometheus_binary))
+        for url in (primary.url, secondary.url):
             wait_for_series(url, "up == 1", 3)
             wait_for_series(url, "cpu_usage_idle", 3)
             # rate() over 5 s needs two samples of every service: wait for them, not just one.
@@ -108,29 +85,23 @@ def world(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: str) -> I
         })
         broker_app = create_broker(settings, registry=CollectorRegistry(), configure_logging=False)
         with serve_wsgi(broker_app) as broker:
-            catalog = settings.catalog
-            gateway_proc, gateway = start_gateway(
-                [primary_url, secondary_url], database_url, work / "gw",
+            cat = settings.catalog
+            gateway = procs.add(start_gateway(
+                [primary.url, secondary.url], database_url, work / "gw",
                 extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "500", "GATEWAY_RATE_LIMIT_BURST": "500"},
-            )
-            procs.append(gateway_proc)
+            ))
             yield World(
-                gateway=gateway,
+                gateway=gateway.url,
                 primary=primary,
-                primary_url=primary_url,
-                secondary_url=secondary_url,
+                primary_url=primary.url,
+                secondary_url=secondary.url,
                 broker=broker,
-                service_id=catalog.service_id,
-                space_a=_provision_and_bind(broker, catalog.service_id, catalog.space_plan_id, "org-1", "space-a"),
-                org_2=_provision_and_bind(broker, catalog.service_id, catalog.org_plan_id, "org-2", "space-b"),
-                space_b=_provision_and_bind(broker, catalog.service_id, catalog.space_plan_id, "org-2", "space-b"),
-                gateway_log=work / "gw" / "gateway.log",
+                service_id=cat.service_id,
+                space_a=provision_and_bind(broker, AUTH, cat.service_id, cat.space_plan_id, "org-1", "space-a"),
+                org_2=provision_and_bind(broker, AUTH, cat.service_id, cat.org_plan_id, "org-2", "space-b"),
+                space_b=provision_and_bind(broker, AUTH, cat.service_id, cat.space_plan_id, "org-2", "space-b"),
+                gateway_log=gateway.log_path,
             )
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
-        for e in exporters:
-            e.stop()
 
 
 def _services(body: dict[str, Any]) -> set[str]:
@@ -317,12 +288,12 @@ def test_unauthenticated_and_wrong_tenant_password(world: World) -> None:
 
 
 def test_unbind_cuts_access_within_a_second(world: World) -> None:
-    c = _provision_and_bind(world.broker, world.service_id, world.space_b.plan_id, "org-1", "space-a")
+    c = provision_and_bind(world.broker, AUTH, world.service_id, world.space_b.plan_id, "org-1", "space-a")
     url = world.gateway + "/api/v1/query"
     # Warm every worker's cache: several requests over keep-alive and fresh connections.
     for _ in range(6):
         assert requests.get(url, params={"query": "up"}, auth=c.auth, timeout=10).status_code == 200
-    resp = _osb(world.broker, "DELETE", f"/v2/service_instances/{c.instance_id}/service_bindings/{c.binding_id}",
+    resp = osb(world.broker, AUTH, "DELETE", f"/v2/service_instances/{c.instance_id}/service_bindings/{c.binding_id}",
                 params={"service_id": world.service_id, "plan_id": c.plan_id})
     assert resp.status_code == 200, resp.text
     unbound = time.monotonic()
@@ -336,7 +307,7 @@ def test_zz_stopping_the_primary_fails_over(world: World) -> None:
     """Runs last in this module: it stops the primary Prometheus."""
     before = _get(world, world.org_2, "/api/v1/query", query="up")
     assert _services(before) == {"svc-b", "svc-c"}
-    stop(world.primary)
+    world.primary.stop()
     for _ in range(10):
         after = _get(world, world.org_2, "/api/v1/query", query="up")
         assert _services(after) == {"svc-b", "svc-c"}

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +19,27 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from bench.gateway_world import free_port, start_gateway, stop, wait_for_series, wait_http
 from broker.app import create_app as create_broker
 from broker.config import from_env as broker_from_env
 from tenant_metrics.core import db
-from tenant_metrics.fakes import exporter
-from tests.support import serve_wsgi
+from tenant_metrics.world import (
+    Target,
+    address,
+    children,
+    free_port,
+    provision_and_bind,
+    running_exporters,
+    serve_wsgi,
+    spawn_ready,
+    start_gateway,
+    static_config,
+    wait_for_series,
+)
 
 pytestmark = pytest.mark.e2e
 
 BROKER_USER, BROKER_PASSWORD = "cloud-controller", "vm-e2e-broker-password-0123456789"
+AUTH = (BROKER_USER, BROKER_PASSWORD)
 OWNERS = {
     "svc-red": {"cf_organization_guid": "org-red", "cf_space_guid": "space-red"},
     "svc-blue": {"cf_organization_guid": "org-blue", "cf_space_guid": "space-blue"},
@@ -52,63 +61,34 @@ def _vm_binary() -> str:
     return path
 
 
-def _bind(broker: str, service_id: str, plan_id: str, org: str, space: str) -> tuple[str, str]:
-    headers = {"X-Broker-API-Version": "2.17"}
-    iid, bid = str(uuid.uuid4()), str(uuid.uuid4())
-    ctx = {"platform": "cloudfoundry", "organization_guid": org, "space_guid": space}
-    auth = (BROKER_USER, BROKER_PASSWORD)
-    r = requests.put(f"{broker}/v2/service_instances/{iid}", auth=auth, headers=headers, timeout=30,
-                     json={"service_id": service_id, "plan_id": plan_id, "organization_guid": org,
-                           "space_guid": space, "context": ctx})
-    assert r.status_code == 201, r.text
-    r = requests.put(f"{broker}/v2/service_instances/{iid}/service_bindings/{bid}", auth=auth, headers=headers,
-                     timeout=30, json={"service_id": service_id, "plan_id": plan_id, "context": ctx,
-                                       "bind_resource": {}})
-    assert r.status_code == 201, r.text
-    creds = r.json()["credentials"]
-    return creds["username"], creds["password"]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmWorld]:
     work = tmp_path_factory.mktemp("vm-e2e")
     database_url = f"sqlite:///{work / 'tm.sqlite3'}"
     db.upgrade(database_url)
-    exporters = [exporter.start("127.0.0.1", 0, service=name, username=None) for name in OWNERS]
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        scrape = {"global": {"scrape_interval": "1s"}, "scrape_configs": [{
-            "job_name": "aiven", "honor_labels": False,
-            "static_configs": [{"targets": [e.url.split("//")[1].split("/")[0]],
-                                "labels": {**labels, "cf_service_instance_guid": name}}
-                               for e, (name, labels) in zip(exporters, OWNERS.items())]}]}
+    with running_exporters({name: ["127.0.0.1"] for name in OWNERS}, username=None) as exporters, \
+            children() as procs:
+        scrape = static_config([Target(address(e), {**labels, "cf_service_instance_guid": name})
+                                for e, (name, labels) in zip(exporters, OWNERS.items())])
+        del scrape["global"]["evaluation_interval"]  # VictoriaMetrics parses strictly: scrape settings only
         (work / "scrape.yml").write_text(json.dumps(scrape))
         port = free_port()
-        log = open(work / "vm.log", "wb")  # noqa: SIM115
-        vm = subprocess.Popen([_vm_binary(), f"-storageDataPath={work / 'vm-data'}",
-                               f"-httpListenAddr=127.0.0.1:{port}", f"-promscrape.config={work / 'scrape.yml'}",
-                               "-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=ERROR"],
-                              stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        procs.append(vm)
-        backend = f"http://127.0.0.1:{port}"
-        wait_http(backend + "/health", timeout=60)
+        backend = procs.add(spawn_ready(
+            "victoria-metrics",
+            [_vm_binary(), f"-storageDataPath={work / 'vm-data'}", f"-httpListenAddr=127.0.0.1:{port}",
+             f"-promscrape.config={work / 'scrape.yml'}", "-search.latencyOffset=0s", "-search.disableCache",
+             "-loggerLevel=ERROR"],
+            work / "vm.log", url=f"http://127.0.0.1:{port}", ready_path="/health")).url
         wait_for_series(backend, "cpu_usage_idle", 2)
         settings = broker_from_env({"BROKER_USERNAME": BROKER_USER, "BROKER_PASSWORD": BROKER_PASSWORD,
                                     "DATABASE_URL": database_url})
         broker_app = create_broker(settings, registry=CollectorRegistry(), configure_logging=False)
         with serve_wsgi(broker_app) as broker:
             cat = settings.catalog
-            gw_proc, gateway = start_gateway([backend], database_url, work / "gw")
-            procs.append(gw_proc)
-            yield VmWorld(gateway, backend,
-                          red=_bind(broker, cat.service_id, cat.space_plan_id, "org-red", "space-red"),
-                          blue=_bind(broker, cat.service_id, cat.org_plan_id, "org-blue", "space-blue"))
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
-        for e in exporters:
-            e.stop()
+            gateway = procs.add(start_gateway([backend], database_url, work / "gw")).url
+            red = provision_and_bind(broker, AUTH, cat.service_id, cat.space_plan_id, "org-red", "space-red")
+            blue = provision_and_bind(broker, AUTH, cat.service_id, cat.org_plan_id, "org-blue", "space-blue")
+            yield VmWorld(gateway, backend, red=red.auth, blue=blue.auth)
 
 
 def _owners(resp: requests.Response) -> set[str]:

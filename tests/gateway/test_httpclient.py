@@ -35,7 +35,7 @@ from gateway.httpclient import (
     ReadTimeout,
     Response,
 )
-from tests.support import serve_wsgi
+from tenant_metrics.world import serve_wsgi
 
 T = TypeVar("T")
 Runner = Callable[[Coroutine[Any, Any, T]], T]

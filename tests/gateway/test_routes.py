@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 from tenant_metrics.core import db
+from tenant_metrics.world import serve_app, serve_wsgi
 from tests.gateway.support import RecordingUpstream, TenantCreds, add_tenant
-from tests.support import serve_app, serve_wsgi
 
 T_A = 'cf_space_guid="space-a"'
 T_B = 'cf_organization_guid="org-2"'
@@ -517,7 +517,7 @@ def test_database_down_is_503(upstream, tmp_path: Path, rec) -> None:
 
 
 def test_upstream_down_is_503(sqlite_url, tenants) -> None:
-    from tests.support import free_port
+    from tenant_metrics.world import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     app = create_app(_settings((dead,), sqlite_url, connect_timeout_seconds=0.5), CollectorRegistry())

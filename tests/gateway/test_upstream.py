@@ -21,8 +21,8 @@ from werkzeug.serving import make_server
 from gateway.metrics import GatewayMetrics
 from gateway.upstream import Upstreams
 from tenant_metrics.core.errors import UpstreamError, UpstreamTimeout
+from tenant_metrics.world import free_port, serve_wsgi
 from tests.gateway.support import RecordingUpstream
-from tests.support import free_port, serve_wsgi
 
 QUERY = [("query", "up")]
 KEEPALIVE_BODY = b'{"status":"success","data":{"upstream":"keepalive"}}'

@@ -13,8 +13,8 @@ from pathlib import Path
 import requests
 import yaml
 
+from tenant_metrics.world import free_port, wait_http
 from tests.sd.conftest import ENDPOINT, Harness, fake_ips
-from tests.support import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 

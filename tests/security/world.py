@@ -17,12 +17,8 @@ so that the log test sees as much as the processes can ever write.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -31,19 +27,23 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 
-from bench.gateway_world import (
-    REPO,
-    free_port,
-    spawn_ready,
-    start_gateway,
-    stop,
-    wait_for_series,
-)
 from sd.promconfig import scrape_job
 from tenant_metrics.core import db
 from tenant_metrics.core import labels as L
+from tenant_metrics.world import (
+    Bound,
+    Child,
+    bind,
+    catalog_service,
+    children,
+    osb,
+    provision,
+    start_broker,
+    start_gateway,
+    start_prometheus,
+    wait_for_series,
+)
 
 BROKER_USER, BROKER_PASSWORD = "cloud-controller", "security-tests-broker-password-4f1c2d"
 SCRAPE_USER, SCRAPE_PASSWORD = "prom-scraper", "security-tests-scrape-password"
@@ -139,17 +139,8 @@ class _Exporter:
         self.server.server_close()
 
 
-@dataclass
-class Creds:
-    instance_id: str
-    binding_id: str
-    plan_id: str
-    username: str = field(repr=False)
-    password: str = field(repr=False)
-
-    @property
-    def auth(self) -> tuple[str, str]:
-        return (self.username, self.password)
+Creds = Bound
+AUTH = (BROKER_USER, BROKER_PASSWORD)
 
 
 @dataclass
@@ -165,31 +156,18 @@ class World:
     issued: list[Creds] = field(default_factory=list)  # every credential ever issued here
 
     def osb(self, method: str, path: str, **kw: Any) -> requests.Response:
-        headers = {"X-Broker-API-Version": "2.17"}
-        return requests.request(method, self.broker + path, auth=(BROKER_USER, BROKER_PASSWORD),
-                                headers=headers, timeout=30, **kw)
+        return osb(self.broker, AUTH, method, path, **kw)
 
     def provision_and_bind(self, plan: str, org: str, space: str) -> Creds:
-        iid = str(uuid.uuid4())
-        context = {"platform": "cloudfoundry", "organization_guid": org, "space_guid": space}
-        resp = self.osb("PUT", f"/v2/service_instances/{iid}", json={
-            "service_id": self.service_id, "plan_id": self.plans[plan], "organization_guid": org,
-            "space_guid": space, "context": context})
-        assert resp.status_code == 201, resp.text
-        return self.bind(iid, plan)
+        return self.bind(provision(self.broker, AUTH, self.service_id, self.plans[plan], org, space), plan)
 
     def bind(self, iid: str, plan: str) -> Creds:
-        bid = str(uuid.uuid4())
-        resp = self.osb("PUT", f"/v2/service_instances/{iid}/service_bindings/{bid}", json={
-            "service_id": self.service_id, "plan_id": self.plans[plan], "bind_resource": {}})
-        assert resp.status_code == 201, resp.text
-        c = resp.json()["credentials"]
-        creds = Creds(iid, bid, self.plans[plan], c["username"], c["password"])
+        creds = bind(self.broker, AUTH, self.service_id, self.plans[plan], iid)
         self.issued.append(creds)
         return creds
 
 
-def _prometheus(binary: str, workdir: Path, exporters: dict[str, _Exporter]) -> tuple[subprocess.Popen[bytes], str]:
+def _prometheus(binary: str, workdir: Path, exporters: dict[str, _Exporter]) -> Child:
     """A real Prometheus running sd's own scrape job (honor_labels etc.) over plain HTTP."""
     workdir.mkdir(parents=True, exist_ok=True)
     targets = workdir / "targets.json"
@@ -203,67 +181,34 @@ def _prometheus(binary: str, workdir: Path, exporters: dict[str, _Exporter]) -> 
     job["scheme"] = "http"  # our exporters speak plain HTTP; everything else is sd's job as rendered
     job.pop("tls_config")
     job["file_sd_configs"][0]["refresh_interval"] = "1s"
-    config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]}))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
-    return spawn_ready(argv, workdir / "prometheus.log", url + "/-/ready", timeout=60), url
-
-
-def _broker(database_url: str, workdir: Path, gateway_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    """The broker as operators run it (`tenant-metrics broker`, gunicorn), logging at DEBUG."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "PYTHONPATH": str(REPO),
-        "DATABASE_URL": database_url,
-        "PORT": str(port),
-        "BROKER_USERNAME": BROKER_USER,
-        "BROKER_PASSWORD": BROKER_PASSWORD,
-        "GATEWAY_PUBLIC_URL": gateway_url,
-        "LOG_LEVEL": "DEBUG",
-    }
-    url = f"http://127.0.0.1:{port}"
-    proc = spawn_ready([sys.executable, "-m", "tenant_metrics", "broker", "--workers", "1"], workdir / "broker.log",
-                       url + "/healthz", timeout=30, env=env, cwd=REPO)
-    return proc, url
+    return start_prometheus(workdir, {"global": {"scrape_interval": "1s"}, "scrape_configs": [job]}, binary=binary)
 
 
 @contextmanager
 def running_world(workdir: Path, prometheus_binary: str, database_url: str) -> Iterator[World]:
-    """The whole system on ``database_url`` (an empty database: migrated here)."""
+    """The whole system on ``database_url`` (an empty database: migrated here).
+
+    The broker and the gateway log at DEBUG: the log tests see all they can ever write."""
     db.upgrade(database_url)
-    procs: list[subprocess.Popen[bytes]] = []
     with ExitStack() as stack:
         exporters = {}
         for key, service in SERVICES.items():
             exporters[key] = _Exporter(service)
             stack.callback(exporters[key].stop)
-        try:
-            prom, prom_url = _prometheus(prometheus_binary, workdir / "prometheus", exporters)
-            procs.append(prom)
-            wait_for_series(prom_url, "up == 1", len(SERVICES))
-            wait_for_series(prom_url, "injected_metric", 1)
-            gateway_proc, gateway = start_gateway(
-                [prom_url], database_url, workdir / "gateway",
-                extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "2000", "GATEWAY_RATE_LIMIT_BURST": "2000",
-                           "LOG_LEVEL": "DEBUG"},
-            )
-            procs.append(gateway_proc)
-            broker_proc, broker = _broker(database_url, workdir / "broker", gateway)
-            procs.append(broker_proc)
-            catalog = requests.get(broker + "/v2/catalog", auth=(BROKER_USER, BROKER_PASSWORD),
-                                   headers={"X-Broker-API-Version": "2.17"}, timeout=10).json()["services"][0]
-            world = World(workdir, gateway, prom_url, broker, database_url, catalog["id"],
-                          {p["name"]: p["id"] for p in catalog["plans"]}, {})
-            world.tenants["alpha"] = world.provision_and_bind("space", ORG1, ALPHA.labels[L.CF_SPACE_GUID])
-            world.tenants["org1"] = world.provision_and_bind("org", ORG1, ALPHA.labels[L.CF_SPACE_GUID])
-            world.tenants["bravo"] = world.provision_and_bind("space", ORG2, BRAVO.labels[L.CF_SPACE_GUID])
-            yield world
-        finally:
-            for proc in reversed(procs):
-                stop(proc)
+        procs = stack.enter_context(children())
+        prometheus = procs.add(_prometheus(prometheus_binary, workdir / "prometheus", exporters))
+        wait_for_series(prometheus.url, "up == 1", len(SERVICES))
+        wait_for_series(prometheus.url, "injected_metric", 1)
+        gateway = procs.add(start_gateway(
+            [prometheus.url], database_url, workdir / "gateway",
+            extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "2000", "GATEWAY_RATE_LIMIT_BURST": "2000",
+                       "LOG_LEVEL": "DEBUG"},
+        )).url
+        broker = procs.add(start_broker(database_url, workdir / "broker", BROKER_USER, BROKER_PASSWORD,
+                                        gateway_url=gateway, extra_env={"LOG_LEVEL": "DEBUG"})).url
+        service_id, plans = catalog_service(broker, AUTH)
+        world = World(workdir, gateway, prometheus.url, broker, database_url, service_id, plans, {})
+        world.tenants["alpha"] = world.provision_and_bind("space", ORG1, ALPHA.labels[L.CF_SPACE_GUID])
+        world.tenants["org1"] = world.provision_and_bind("org", ORG1, ALPHA.labels[L.CF_SPACE_GUID])
+        world.tenants["bravo"] = world.provision_and_bind("space", ORG2, BRAVO.labels[L.CF_SPACE_GUID])
+        yield world

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import GatewaySettings
-from tests.support import serve_app
+from tenant_metrics.world import serve_app
 from tests.ui.world import (
     ORG_A,
     ORG_B,

@@ -20,7 +20,7 @@ from gateway.auth import Authenticator
 from gateway.ui import DOCS_ROUTE, UI_PREFIX, add_docs_routes, create_ui_app
 from gateway.ui.docs import GUIDE
 from tenant_metrics.core import db
-from tests.support import serve_app
+from tenant_metrics.world import serve_app
 from tests.ui.world import ORG_A, SPACE_A1, Credentials, add_tenant, revoke
 
 TIMEOUT = 30

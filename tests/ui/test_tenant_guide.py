@@ -29,7 +29,7 @@ from broker.config import (
 from gateway.config import GatewaySettings
 from gateway.policy import REFUSED_PREFIXES
 from tenant_metrics.core.credentials import derive_key
-from tests.support import serve_wsgi
+from tenant_metrics.world import serve_wsgi
 from tests.ui.world import ORG_A, SERVICES, SPACE_A1, visible
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "tenant-guide.md"

@@ -1,24 +1,17 @@
-"""Helpers the tests share: free ports, real WSGI and aiohttp servers in a thread, waiting for HTTP."""
+"""Serve a WSGI or aiohttp app on loopback in a thread of this process (real HTTP, no subprocess)."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import requests
 from aiohttp import web
 from werkzeug.serving import BaseWSGIServer, make_server
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tenant_metrics.world.errors import NotReady
 
 
 @contextmanager
@@ -59,25 +52,9 @@ def serve_app(app: web.Application) -> Iterator[str]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     if not started.wait(30):
-        raise TimeoutError("the aiohttp app did not start")
+        raise NotReady("the aiohttp app did not start within 30s")
     try:
         yield f"http://127.0.0.1:{port[0]}"
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
-
-
-def wait_http(url: str, timeout: float = 30.0, ok: Callable[[requests.Response], bool] | None = None) -> None:
-    """Poll ``url`` until it answers (2xx, or ``ok``), or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            resp = requests.get(url, timeout=2)
-            if (ok or (lambda r: r.ok))(resp):
-                return
-            last = resp.status_code
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout}s: {last}")

@@ -1,8 +1,4 @@
-"""The world our processes live in, for tests, benchmarks and the demo alike.
-
-Above the parts (it may start any of them): ports, readiness, tenants inserted as the
-broker would insert them, and the processes we start and stop.
-"""
+"""Tenants inserted as the broker would insert them (rows + credentials.issue), and revoked."""
 
 from __future__ import annotations
 
@@ -31,7 +27,7 @@ class TenantCreds:
         return (self.username, self.password)
 
 
-def add_tenant(database_url: str, scope: str, org: str, space: str) -> TenantCreds:
+def add_tenant(database_url: str, scope: str, org: str, space: str, instance_name: str | None = None) -> TenantCreds:
     """Insert an instance and a binding as the broker would (models + credentials.issue)."""
     engine = db.make_engine(database_url)
     try:
@@ -47,6 +43,7 @@ def add_tenant(database_url: str, scope: str, org: str, space: str) -> TenantCre
                     scope=scope,
                     organization_guid=org,
                     space_guid=space,
+                    instance_name=instance_name,
                     parameters={},
                     request_fingerprint="fp",
                 )
