@@ -5,11 +5,9 @@ alert with its tenant's labels only."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,8 @@ import yaml
 from tenant_metrics.core.labels import TARGET_LABELS
 from tenant_metrics.fakes import exporter
 from tenant_metrics.rules import parse_duration, render_rules
+from tenant_metrics.world import Child, free_port, start_prometheus, wait_until
 from tests.sd.conftest import Harness
-from tests.support import free_port, wait_http
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,31 +27,6 @@ NODE_ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 EVAL_SECONDS = 1.0
 FOR_SCALE = 1 / 150  # 5m -> 2s, 30m -> 12s, 1h -> 24s
 SLACK_SECONDS = 1.0  # our polling (every 0.2s) and the HTTP round trips
-
-
-def _port_free_on_all(addresses: list[str]) -> int:
-    """One port to give every exporter: sd's targets use a single scrape port for all nodes."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            for addr in addresses:
-                with socket.socket() as s:
-                    s.bind((addr, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no port free on every loopback address")
-
-
-def _wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def _api(base: str, path: str, **params: str) -> Any:
@@ -72,12 +45,12 @@ def test_red_cluster_fires_the_red_alert_for_its_tenant_only(
     h = sqlite_harness
     cert, key = exporter.self_signed_cert(tmp_path / "tls", "aivencloud.test")
     h.aiven.ca_certificate = Path(cert).read_text()  # type: ignore[attr-defined]
-    scrape_port = _port_free_on_all(NODE_ADDRESSES)
+    scrape_port = free_port(NODE_ADDRESSES)  # sd's targets use one scrape port for all nodes
     red = h.tenant(name="orders-search", org="dept-a", space="prod", node_count=2)
     green = h.tenant(name="logs", org="dept-b", space="staging", node_count=1, integrated=True)
     layout = {red.aiven_name: NODE_ADDRESSES[0:2], green.aiven_name: [NODE_ADDRESSES[2]]}
     nodes: dict[str, list[exporter.RunningExporter]] = {}
-    prom: subprocess.Popen[bytes] | None = None
+    prom: Child | None = None
     try:
         for name, addresses in layout.items():
             h.resolver.table[h.aiven.host_of(name)] = addresses
@@ -118,23 +91,8 @@ def test_red_cluster_fires_the_red_alert_for_its_tenant_only(
         job.update(scrape_interval="1s", scrape_timeout="1s")
         job["file_sd_configs"][0]["refresh_interval"] = "1s"
         config["global"] = {"scrape_interval": "1s", "evaluation_interval": f"{EVAL_SECONDS:g}s"}
-        config_file = tmp_path / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(config))
-
-        web = f"127.0.0.1:{free_port()}"
-        base = f"http://{web}"
-        prom = subprocess.Popen(
-            [
-                prometheus_binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address={web}",
-                "--log.level=warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        wait_http(base + "/-/ready", timeout=60)
+        prom = start_prometheus(tmp_path / "prometheus", config, binary=prometheus_binary)
+        base = prom.url
 
         groups = _api(base, "/api/v1/rules")["groups"]
         assert {g["name"] for g in groups} == {"aiven-search-alerts", "aiven-search-capacity"}
@@ -144,7 +102,7 @@ def test_red_cluster_fires_the_red_alert_for_its_tenant_only(
             result = _api(base, "/api/v1/query", query="aiven_service:disk_used_percent:max")["result"]
             return result if len(result) == 2 else None
 
-        series = _wait_for(recorded, 60, "a recorded disk series per service")
+        series = wait_until(recorded, 60, "a recorded disk series per service")
         by_guid = {s["metric"]["cf_service_instance_guid"]: s["metric"] for s in series}
         assert set(by_guid) == {red.guid, green.guid}
         for metric in by_guid.values():
@@ -162,7 +120,7 @@ def test_red_cluster_fires_the_red_alert_for_its_tenant_only(
         red_query = (
             f'max(opensearch_cluster_health_status_code{{cf_service_instance_guid="{red.guid}"}}) == 3'
         )
-        _wait_for(
+        wait_until(
             lambda: _api(base, "/api/v1/query", query=red_query)["result"], 30, "the red sample"
         )
         seen_red = time.monotonic()
@@ -173,7 +131,7 @@ def test_red_cluster_fires_the_red_alert_for_its_tenant_only(
             alerts = _api(base, "/api/v1/alerts")["alerts"]
             return [a for a in alerts if a["state"] == "firing"]
 
-        fired = _wait_for(firing, bound, f"the red alert within {bound:.1f}s")
+        fired = wait_until(firing, bound, f"the red alert within {bound:.1f}s")
         took = time.monotonic() - seen_red
         print(f"red alert firing {took:.2f}s after Prometheus had the red sample (bound {bound:.1f}s)")
         assert took <= bound
@@ -193,14 +151,7 @@ def test_red_cluster_fires_the_red_alert_for_its_tenant_only(
         assert not any(green.org_guid in str(a) for a in everything)
     finally:
         if prom is not None:
-            prom.terminate()
-            try:
-                prom.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait()
-            if prom.stderr is not None:
-                prom.stderr.close()
+            prom.stop()
         for running in nodes.values():
             for node in running:
                 node.stop()
