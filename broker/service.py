@@ -37,6 +37,7 @@ from openbrokerapi.service_broker import (
     UpdateDetails,
     UpdateServiceSpec,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from broker import validation
 from broker.catalog import Catalog
@@ -118,6 +119,9 @@ def to_osb_error(exc: Exception, operation: Operation | None) -> OsbError:
         return OsbError(status, str(exc))
     if isinstance(exc, UpstreamError):
         return OsbError(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}; please retry later")
+    if isinstance(exc, SQLAlchemyError):  # a database error that escaped the Store: no internals
+        log.warning("database error in %s: %s", operation, type(exc).__name__)
+        return OsbError(HTTPStatus.SERVICE_UNAVAILABLE, "database unavailable; please retry later")
     if isinstance(exc, TenantMetricsError):
         return OsbError(HTTPStatus.BAD_REQUEST, str(exc))
     log.error("unexpected error in %s", operation, exc_info=exc)
