@@ -22,7 +22,9 @@ import requests
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from broker.config import from_env
+from broker.store import DEFAULT_REQUEST_TIMEOUT, broker_timeouts, request_timeout_from_env
 from tenant_metrics.core import db
+from tenant_metrics.core.errors import ConfigError
 from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance
 from tenant_metrics.fakes.tcpproxy import FaultProxy
 from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
@@ -217,3 +219,15 @@ def test_reset_connections_give_503_at_once_then_recover(world: World) -> None:
     assert world.count(Binding) == 0
     response, elapsed = until_answered(osb.bind, "inst-1", "bind-0")
     assert response.status_code == 201 and elapsed < RECOVERY, (response.text, elapsed)
+
+
+def test_broker_database_timeouts_fit_inside_the_request_deadline() -> None:
+    assert request_timeout_from_env({}) == DEFAULT_REQUEST_TIMEOUT == 4.5
+    assert request_timeout_from_env({"BROKER_REQUEST_TIMEOUT": "10"}) == 10.0
+    for bad in ("soon", "0", "0.5", "31", "nan"):
+        with pytest.raises(ConfigError, match="BROKER_REQUEST_TIMEOUT"):
+            request_timeout_from_env({"BROKER_REQUEST_TIMEOUT": bad})
+    t = broker_timeouts(4.5)
+    # A lock wait ends server-side (a clean 503) before the deadline; connect leaves time.
+    assert t.lock_timeout < t.statement_timeout < 4.5 and t.connect_timeout <= 2.25 and t.pool_timeout <= 2.25
+    assert broker_timeouts(30.0) == db.Timeouts()  # a long deadline keeps the defaults
