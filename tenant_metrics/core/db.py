@@ -230,7 +230,21 @@ def make_engine(url: str, timeouts: Timeouts | None = None, **kwargs: Any) -> En
     connect_args = {**t.postgres_connect_args(), **kwargs.pop("connect_args", {})}
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     watch_statements(engine, t.statement_timeout + WATCHDOG_GRACE)
+    _bound_pings(engine, t.connect_timeout)
     return engine
+
+
+def _bound_pings(engine: Engine, seconds: float) -> None:
+    """The pool's pre-ping runs outside every statement event: watch it too, else a
+    checkout of a connection caught in a blackhole waits forever."""
+    dialect = engine.dialect
+    ping = dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        with WATCHDOG.watching(connection_fd(dbapi_connection), seconds):
+            return ping(dbapi_connection)
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
 def watch_statements(engine: Engine, seconds: float) -> None:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import inspect, text
@@ -85,6 +86,26 @@ def test_engine_applies_timeouts(empty_database_url: str) -> None:
         engine.dispose()
 
 
+def bounded(call: Callable[[], object], seconds: float) -> tuple[BaseException | None, float]:
+    """Run ``call`` in a thread; fail (rather than hang) if it is still waiting after ``seconds``.
+    Returns what it raised (or None) and how long it took."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    return outcome[0], time.monotonic() - started
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     name, url = _new_postgres_database()
@@ -119,15 +140,30 @@ def test_blackholed_database_errors_within_bounds_and_engine_recovers(postgres_u
             with engine.connect() as conn:
                 assert conn.execute(text("SELECT 1")).scalar() == 1
                 proxy.set_mode("blackhole")
-                started = time.monotonic()
-                with pytest.raises(OperationalError) as caught:
-                    conn.execute(text("SELECT 1"))
-                assert time.monotonic() - started < 1 + db.WATCHDOG_GRACE + 1.5
-                assert caught.value.connection_invalidated
-            started = time.monotonic()
-            with pytest.raises(OperationalError), engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            assert time.monotonic() - started < 2 + 1.5
+                error, took = bounded(lambda: conn.execute(text("SELECT 1")), 10)
+                assert isinstance(error, OperationalError) and error.connection_invalidated
+                assert took < 1 + db.WATCHDOG_GRACE + 1.5
+            error, took = bounded(lambda: engine.connect().execute(text("SELECT 1")), 10)
+            assert isinstance(error, OperationalError) and took < 2 + 1.5
+            proxy.set_mode("pass")
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT 1")).scalar() == 1
+        finally:
+            engine.dispose()
+
+
+def test_pre_ping_of_a_blackholed_connection_is_bounded(postgres_url: str) -> None:
+    """The gateway's and sd's engines ping before each checkout: that wait is bounded too."""
+    with FaultProxy("127.0.0.1", 5432) as proxy:
+        url = postgres_url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")
+        engine = db.make_engine(url, db.Timeouts(statement_timeout=1, connect_timeout=2))
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT 1")).scalar() == 1
+            proxy.set_mode("blackhole")
+            # The ping is severed after 2 s, then a new connection times out after 2 s.
+            error, took = bounded(lambda: engine.connect().close(), 15)
+            assert isinstance(error, OperationalError) and took < 2 + 2 + 2
             proxy.set_mode("pass")
             with engine.connect() as conn:
                 assert conn.execute(text("SELECT 1")).scalar() == 1
