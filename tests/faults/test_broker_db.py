@@ -51,6 +51,18 @@ class World:
         with self.direct.connect() as conn:
             return int(conn.scalar(query) or 0)
 
+    def wait_for_lock_waiter(self, within: float = 5.0) -> None:
+        """Until a broker statement is waiting on a lock in PostgreSQL (or fail)."""
+        deadline = time.monotonic() + within
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                     "AND wait_event_type = 'Lock' AND query LIKE '%audit_events%'")
+        while True:
+            with self.direct.connect() as conn:
+                if conn.scalar(query):
+                    return
+            assert time.monotonic() < deadline, "no broker statement ever waited on the lock"
+            time.sleep(0.05)
+
     def actions(self, instance_id: str) -> list[str]:
         t = AuditEvent.__table__
         with self.direct.connect() as conn:
@@ -168,7 +180,7 @@ def test_database_hanging_mid_transaction_applies_nothing_and_a_retry_succeeds(w
     call = threading.Thread(target=lambda: result.append(timed(osb.deprovision, "inst-1")))
     call.start()
     try:
-        time.sleep(1.0)  # the row lock is taken; the cascade waits on the table lock
+        world.wait_for_lock_waiter()  # the row lock is taken; the cascade waits on the table lock
         world.proxy.set_mode("blackhole")
     finally:
         locker.rollback()  # the database goes on, but nothing reaches the broker any more
