@@ -128,6 +128,6 @@ def test_wheel_installs_only_the_project_names(wheel: Path) -> None:
     assert top_level == {"tenant_metrics", "broker", "sd", "gateway", "migrations"}
     # what the running code reads from disk travels in the wheel
     for needed in ("migrations/script.py.mako", "tenant_metrics/dashboards/aiven-opensearch.json",
-                   "gateway/ui/static/index.html"):
+                   "gateway/ui/static/index.html", "tenant_metrics/rules/aiven-search-alerts.yml"):
         assert needed in names, needed
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
