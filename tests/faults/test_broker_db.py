@@ -20,8 +20,11 @@ from pathlib import Path
 import pytest
 import requests
 from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from broker.config import from_env
+from broker.osb import to_osb_error
 from broker.store import DEFAULT_REQUEST_TIMEOUT, broker_timeouts, request_timeout_from_env
 from tenant_metrics.core import db
 from tenant_metrics.core.errors import ConfigError
@@ -243,3 +246,10 @@ def test_broker_database_timeouts_fit_inside_the_request_deadline() -> None:
     # A lock wait ends server-side (a clean 503) before the deadline; connect leaves time.
     assert t.lock_timeout < t.statement_timeout < 4.5 and t.connect_timeout <= 2.25 and t.pool_timeout <= 2.25
     assert broker_timeouts(30.0) == db.Timeouts()  # a long deadline keeps the defaults
+
+
+def test_a_database_error_escaping_the_store_is_a_503_without_internals() -> None:
+    error = to_osb_error(OperationalError("SELECT secret FROM bindings", {}, Exception("psycopg: at 10.0.0.1")), None)
+    assert error.status == 503 and error.body() == {"description": "database unavailable; please retry later"}
+    timeout = to_osb_error(PoolTimeout("QueuePool limit of size 5 overflow 10 reached"), None)
+    assert timeout.status == 503 and "QueuePool" not in timeout.description
