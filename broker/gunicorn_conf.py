@@ -23,7 +23,10 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"
-timeout = 60  # Cloud Controller gives up on a broker after 60 s
+# Cloud Controller gives up on a broker after 60 s. A worker waits for the database at most
+# BROKER_REQUEST_TIMEOUT (4.5 s, at most 30 s: broker/store.py), then answers 503, so this
+# is only for a worker truly stuck elsewhere; it must stay above that deadline.
+timeout = 60
 graceful_timeout = 20
 keepalive = 5
 accesslog = None

@@ -13,6 +13,7 @@ from enum import StrEnum
 from http import HTTPStatus
 
 from flask import Response, jsonify
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from broker.errors import NotSupported, PayloadTooLarge, PreconditionFailed, Unprocessable
@@ -91,6 +92,9 @@ def to_osb_error(exc: BaseException, operation: Operation | None) -> OsbError:
         return OsbError(HTTPStatus.NOT_IMPLEMENTED, str(exc))
     if isinstance(exc, UpstreamError):
         return OsbError(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}; please retry later")
+    if isinstance(exc, SQLAlchemyError):  # a database error that escaped the Store: no internals
+        log.warning("database error in %s: %s", operation, type(exc).__name__)
+        return OsbError(HTTPStatus.SERVICE_UNAVAILABLE, "database unavailable; please retry later")
     if isinstance(exc, TenantMetricsError):
         return OsbError(HTTPStatus.BAD_REQUEST, str(exc))
     log.error("unexpected error in %s", operation, exc_info=exc)

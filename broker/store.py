@@ -7,20 +7,28 @@ requests, the losers wait for the winner's commit, insert nothing, then read the
 row and compare fingerprints, so they never see an error. The statements are Core and
 built once (SQLAlchemy reuses their compiled form): the broker's cost per request is then
 mostly the round trips, not the ORM.
+
+Every public call has a deadline (``request_timeout``, BROKER_REQUEST_TIMEOUT): each unit of
+work runs under tenant_metrics.core.db's watchdog with the time left, so a hung database
+gives a 503 before Cloud Controller or gunicorn give up, and a transaction either commits
+before the answer or never (the server cancels a statement whose client went away).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from broker import store_pg
 from broker.domain import (
@@ -36,13 +44,61 @@ from broker.domain import (
     fingerprint,
 )
 from tenant_metrics.core import credentials
-from tenant_metrics.core.db import ping
-from tenant_metrics.core.errors import Conflict, InvalidInput, NotFound, UpstreamError
+from tenant_metrics.core.db import WATCHDOG, Timeouts, connection_fd, ping
+from tenant_metrics.core.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from tenant_metrics.core.labels import Scope
 from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance, utcnow
 
 # How often a write that lost a race is retried before giving up with a 503-worthy error.
 _RACE_RETRIES = 3
+
+# Cloud Controller gives up on a broker after 60 s and gunicorn kills a worker after its
+# timeout (broker/gunicorn_conf.py); a database outage must end as an OSB 503 well before.
+DEFAULT_REQUEST_TIMEOUT = 4.5
+MAX_REQUEST_TIMEOUT = 30.0
+
+# PostgreSQL SQLSTATEs that mean "busy", not "down".
+_LOCK_NOT_AVAILABLE = "55P03"
+_QUERY_CANCELED = "57014"
+
+_deadline: ContextVar[float | None] = ContextVar("broker_db_deadline", default=None)
+
+
+def request_timeout_from_env(environ: Mapping[str, str]) -> float:
+    """BROKER_REQUEST_TIMEOUT (seconds): the longest a broker call waits for the database."""
+    raw = environ.get("BROKER_REQUEST_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_REQUEST_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"BROKER_REQUEST_TIMEOUT must be a number of seconds, not {raw!r}") from None
+    if not 1.0 <= value <= MAX_REQUEST_TIMEOUT:
+        raise ConfigError(f"BROKER_REQUEST_TIMEOUT must be between 1 and {MAX_REQUEST_TIMEOUT:g} seconds")
+    return value
+
+
+def broker_timeouts(request_timeout: float, base: Timeouts | None = None) -> Timeouts:
+    """Database timeouts that fit inside one broker request: a lock wait ends server-side
+    (a clean 503) before the request's deadline, a connect leaves time for the query."""
+    base = base or Timeouts()
+    return Timeouts(
+        connect_timeout=min(base.connect_timeout, max(2.0, request_timeout / 2)),
+        statement_timeout=min(base.statement_timeout, max(0.5, request_timeout - 0.5)),
+        lock_timeout=min(base.lock_timeout, max(0.25, request_timeout - 1.5)),
+        pool_timeout=min(base.pool_timeout, max(0.5, request_timeout / 2)),
+        keepalives_idle=base.keepalives_idle,
+        keepalives_interval=base.keepalives_interval,
+        keepalives_count=base.keepalives_count,
+        migration_statement_timeout=base.migration_statement_timeout,
+    )
 
 _I = cast(Table, ServiceInstance.__table__)
 _B = cast(Table, Binding.__table__)
@@ -50,6 +106,7 @@ _A = cast(Table, AuditEvent.__table__)
 
 _GET_INSTANCE = select(_I).where(_I.c.id == bindparam("id"))
 _GET_INSTANCE_FOR_UPDATE = _GET_INSTANCE.with_for_update()
+_LOCK_INSTANCE = select(_I.c.id).where(_I.c.id == bindparam("id")).with_for_update()
 _GET_BINDING = select(_B).where(_B.c.id == bindparam("id"))
 _BINDING_IDS = select(_B.c.id).where(_B.c.instance_id == bindparam("instance_id")).order_by(_B.c.id)
 _DELETE_BINDING = delete(_B).where(_B.c.id == bindparam("id"), _B.c.instance_id == bindparam("instance_id"))
@@ -66,7 +123,8 @@ class _Disconnected(UpstreamError):
 
 
 def _reconnecting(method: Callable[..., T]) -> Callable[..., T]:
-    """Run a unit of work again, once, on a fresh connection if the pooled one was dead.
+    """Start the call's deadline (if no outer call did); run a unit of work again, once, on
+    a fresh connection if the pooled one was dead, within the same deadline.
 
     This replaces the pool's pre-ping (a round trip before every checkout) at no cost on
     the happy path. Repeating is safe because every operation is idempotent at the OSB
@@ -75,11 +133,16 @@ def _reconnecting(method: Callable[..., T]) -> Callable[..., T]:
     """
 
     @functools.wraps(method)
-    def run(*args: Any, **kwargs: Any) -> T:
+    def run(self: Store, *args: Any, **kwargs: Any) -> T:
+        token = _deadline.set(time.monotonic() + self.request_timeout) if _deadline.get() is None else None
         try:
-            return method(*args, **kwargs)
-        except _Disconnected:
-            return method(*args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except _Disconnected:
+                return method(self, *args, **kwargs)
+        finally:
+            if token is not None:
+                _deadline.reset(token)
 
     return run
 
@@ -97,8 +160,9 @@ _INSERT_NEW = {
 class Store:
     """Owns the unit-of-work boundaries; callers pass values, never connections."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
         self.engine = engine
+        self.request_timeout = request_timeout
         if engine.dialect.name not in _INSERT_NEW:
             raise ValueError(f"unsupported database: {engine.dialect.name}")
         self._new = _INSERT_NEW[engine.dialect.name]
@@ -106,8 +170,13 @@ class Store:
 
     # -- reads -------------------------------------------------------------------------
 
+    @_reconnecting
     def ping(self) -> None:
-        ping(self.engine)
+        if not self._pg:
+            ping(self.engine)
+            return
+        with self._unit(single=True) as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     @_reconnecting
     def get_instance(self, instance_id: str) -> InstanceRecord:
@@ -232,7 +301,12 @@ class Store:
     def deprovision(self, instance_id: str, caller: Caller) -> list[str]:
         """Delete the instance and revoke every binding at once; returns the revoked ids."""
         if self._pg:
-            with self._unit(single=True) as conn:
+            with self._unit(write=True) as conn:
+                # The row lock waits for every bind holding the instance (its foreign-key
+                # check) and holds off new ones, so the next statement's fresh snapshot sees
+                # exactly the bindings the cascade will remove.
+                if conn.execute(_LOCK_INSTANCE, {"id": instance_id}).first() is None:
+                    raise NotFound(f"service instance {instance_id} does not exist")
                 params = {"instance_id": instance_id, **_audit_params(AuditAction.DEPROVISION, caller, {})}
                 done = conn.execute(store_pg.DEPROVISION, params).first()
             if done is None:
@@ -342,24 +416,45 @@ class Store:
         ``single``: on PostgreSQL, statements that are atomic on their own run in autocommit
         (no BEGIN/COMMIT round trips); elsewhere it is an ordinary transaction.
         """
+        deadline = _deadline.get()
         try:
+            if deadline is not None and deadline <= time.monotonic():
+                raise UpstreamTimeout("database did not answer in time")
             with self.engine.connect() as conn:
-                if single and self._pg:
-                    conn.execution_options(isolation_level="AUTOCOMMIT")
-                    yield conn
-                    return
-                if write:
-                    conn.execution_options(write=True)
-                with conn.begin():
-                    yield conn
+                left = self.request_timeout if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise UpstreamTimeout("database did not answer in time")
+                with WATCHDOG.watching(connection_fd(conn.connection.dbapi_connection), left):
+                    if single and self._pg:
+                        conn.execution_options(isolation_level="AUTOCOMMIT")
+                        yield conn
+                        return
+                    if write:
+                        conn.execution_options(write=True)
+                    with conn.begin():
+                        yield conn
         except IntegrityError:
             raise
+        except PoolTimeout as exc:
+            raise UpstreamTimeout("database busy: no connection free in time") from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise _Disconnected("database connection lost") from exc
-            raise UpstreamError("database unavailable") from exc
+            raise _database_error(exc, deadline) from exc
         except SQLAlchemyError as exc:
             raise UpstreamError("database unavailable") from exc
+
+
+def _database_error(exc: DBAPIError, deadline: float | None) -> UpstreamError:
+    """A driver error as a client-safe UpstreamError (the details stay in the chain)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate == _LOCK_NOT_AVAILABLE or "database is locked" in str(exc.orig):
+        return UpstreamError("database busy: a lock wait timed out")
+    if sqlstate == _QUERY_CANCELED:
+        return UpstreamTimeout("database busy: a statement timed out")
+    if deadline is not None and deadline <= time.monotonic():
+        return UpstreamTimeout("database did not answer in time")
+    if exc.connection_invalidated:
+        return _Disconnected("database connection lost")
+    return UpstreamError("database unavailable")
 
 
 def _audit(conn: Connection, action: AuditAction, caller: Caller, instance_id: str | None,

@@ -52,8 +52,9 @@ SELECT {_AUDIT_VALUES.format(instance="del.instance_id", binding="del.id")}, CAS
 RETURNING binding_id
 """)
 
-# The bindings go by ON DELETE CASCADE; `b` reads them from the statement's snapshot, so
-# the audit lists exactly what the cascade removed.
+# The bindings go by ON DELETE CASCADE; `b` reads them from the statement's snapshot. That
+# is exactly what the cascade removes only because Store.deprovision first locks the
+# instance row FOR UPDATE in the same transaction (no bind can commit after that lock).
 DEPROVISION = text(f"""
 WITH b AS (
     SELECT id FROM bindings WHERE instance_id = :instance_id

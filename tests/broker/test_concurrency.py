@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -81,3 +82,46 @@ def test_concurrent_deletes_one_wins_rest_are_gone(osb: Osb, settings: BrokerSet
     deprovisions = _at_once(lambda c: c.deprovision("inst-1"), osb)
     assert sorted(r.status_code for r in deprovisions) == [200] + [410] * (THREADS - 1)
     assert _count(settings, ServiceInstance) == 0 and _count(settings, Binding) == 0
+
+
+ROUNDS = 6
+
+
+def test_deprovision_audit_lists_exactly_the_bindings_removed_under_racing_binds(
+    osb: Osb, settings: BrokerSettings
+) -> None:
+    """Binds racing one deprovision: its audit event names every binding that was created
+    (each bind that answered 201) and nothing else, whatever the interleaving."""
+    from broker.store import Store
+
+    store = Store(make_engine(settings.database_url))
+    try:
+        for round_ in range(ROUNDS):
+            iid = f"race-{round_}"
+            assert osb.provision(iid).status_code == 201
+            assert osb.bind(iid, f"{iid}-early").status_code == 201
+            counter = iter(range(THREADS))
+            lock = threading.Lock()
+
+            def bind_or_deprovision(c: Osb, iid: str = iid, round_: int = round_) -> requests.Response:
+                with lock:
+                    i = next(counter)
+                if i == THREADS // 2:
+                    time.sleep(0.002 * round_)  # move the deprovision around among the binds
+                    return c.deprovision(iid)
+                return c.bind(iid, f"{iid}-b{i:02d}")
+
+            results = _at_once(bind_or_deprovision, osb)
+            deprovision = [r for r in results if r.request.method == "DELETE"]
+            binds = [r for r in results if r.request.method == "PUT"]
+            assert [r.status_code for r in deprovision] == [200], deprovision[0].text
+            assert {r.status_code for r in binds} <= {201, 404}, [r.text for r in binds]
+            created = {f"{iid}-early"} | {r.request.url.rsplit("/", 1)[1] for r in binds if r.status_code == 201}
+
+            events = store.audit_events(iid)
+            (revoked,) = [e["details"]["revoked_bindings"] for e in events if e["action"] == "deprovision"]
+            bound = {e["binding_id"] for e in events if e["action"] == "bind"}
+            assert sorted(revoked) == sorted(created) == sorted(bound), (round_, revoked, created, bound)
+        assert _count(settings, Binding) == 0 and _count(settings, ServiceInstance) == 0
+    finally:
+        store.engine.dispose()
