@@ -7,10 +7,6 @@ after its client got an error, and the broker must recover without a restart.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,9 +26,9 @@ from tenant_metrics.core import db
 from tenant_metrics.core.errors import ConfigError
 from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance
 from tenant_metrics.fakes.tcpproxy import FaultProxy
+from tenant_metrics.world import Child, start_part
 from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
 from tests.conftest import _drop_postgres_database, _new_postgres_database
-from tests.support import free_port, wait_http
 
 # The broker answers within BROKER_REQUEST_TIMEOUT (4.5 s); the bound tolerates a busy CI.
 BOUND = 8.0
@@ -77,31 +73,19 @@ def world(tmp_path: Path) -> Iterator[World]:
     name, url = _new_postgres_database()
     proxy = FaultProxy("127.0.0.1", 5432).start()
     direct = create_engine(url)
-    proc = None
+    broker: Child | None = None
+    log_path = tmp_path / "broker.log"
     try:
         db.upgrade(url)
         proxied = url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")
-        port = free_port()
-        env = {**os.environ, **broker_env(proxied), "PORT": str(port)}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        log_path = tmp_path / "broker.log"
-        exe = Path(sys.executable).with_name("tenant-metrics")
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen([str(exe), "broker", "--workers", "2"], env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=tmp_path)
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", timeout=30)
-        osb = Osb(base, from_env(broker_env(proxied)))
+        broker = start_part("broker", ["--workers", "2"], tmp_path, broker_env(proxied, LOG_LEVEL="INFO"))
+        log_path = broker.log_path
+        osb = Osb(broker.url, from_env(broker_env(proxied)))
         yield World(osb, proxy, direct, log_path)
         osb.session.close()
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        if broker is not None:
+            broker.stop()
         proxy.close()
         direct.dispose()
         _drop_postgres_database(name)
