@@ -72,6 +72,7 @@ def _check(args: argparse.Namespace, inputs: CheckInputs) -> int:
     """Validate each part's settings, then the database: every problem, not just the first."""
     parts = list(inputs.problems) if args.part == "all" else [args.part, "database settings"]
     failed: list[str] = []
+    database_problem = None
     for part in parts:
         for problem in inputs.problems[part]:
             print(f"FAIL  {part}: {problem}")
@@ -80,12 +81,14 @@ def _check(args: argparse.Namespace, inputs: CheckInputs) -> int:
         elif part != "database settings":
             print(f"ok    {part}: settings valid")
     if inputs.database is not None:
-        problem = _check_database(inputs.database)
-        if problem:
+        database_problem = _check_database(inputs.database)
+        if database_problem:
             failed.append("database")
-            print(f"FAIL  database: {problem}")
+            print(f"FAIL  database: {database_problem}")
     if failed:
-        print(f"tenant-metrics: check failed: {', '.join(failed)}", file=sys.stderr)
+        # stdout has one FAIL line per problem; stderr one line saying what failed.
+        detail = f" ({database_problem})" if database_problem else ""
+        print(f"tenant-metrics: check failed: {', '.join(failed)}{detail}", file=sys.stderr)
         return 1
     return 0
 
