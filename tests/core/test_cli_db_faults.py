@@ -166,3 +166,18 @@ def test_check_reports_every_problem_of_every_part_in_one_run() -> None:
         assert line in out, out
     assert "Traceback" not in out + done.stderr
     assert done.stderr.splitlines() == ["tenant-metrics: check failed: broker, gateway, sd, database settings"]
+
+
+def test_upgrade_then_current_through_the_bounded_url(empty_database_url: str) -> None:
+    """The happy path with the timeouts in the URL: the migration runs and is reported."""
+    upgraded, _ = _run(empty_database_url, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    head = db.head_revision()
+    assert upgraded.stdout.strip().endswith(f"database at revision {head}")
+    current, _ = _run(empty_database_url, "db", "current")
+    assert (current.returncode, current.stdout.strip()) == (0, head)
+
+
+def test_an_unopenable_sqlite_file_is_one_line_too(tmp_path: Path) -> None:
+    done, _ = _run(f"sqlite:///{tmp_path}/no/such/dir/tm.sqlite3", "db", "current")
+    _assert_one_clear_line(done, f"sqlite {tmp_path}/no/such/dir/tm.sqlite3", "unable to open database file")
