@@ -43,8 +43,11 @@ class Problems:
 
     def value(self, reader: Callable[..., T], *args: object, default: T, **kwargs: object) -> T:
         """Like ``read``, for a setting that has a fallback to continue with."""
-        found = self.read(reader, *args, **kwargs)
-        return default if found is None else found
+        try:
+            return reader(*args, **kwargs)
+        except ConfigError as exc:
+            self.messages.extend(exc.problems)
+            return default
 
     def add(self, message: str) -> None:
         self.messages.append(message)
