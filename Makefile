@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: deps venv test run broker demo bench lint clean
+.PHONY: deps venv test run broker demo bench lint clean requirements vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,20 @@ lint: venv
 	$(BIN)/pip install -q -e '.[test,dev]'
 	$(BIN)/ruff check --select E4,E7,E9,F,I tenant_metrics broker sd gateway migrations bench tests
 	$(BIN)/mypy
+
+## Exact, hashed pins for cf push, from pyproject.toml (needs PyPI).
+requirements: venv
+	$(BIN)/pip install -q -e '.[test,dev]'
+	CUSTOM_COMPILE_COMMAND="make requirements" $(BIN)/pip-compile -q --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.txt pyproject.toml
+
+## Wheels for an air-gapped foundation: cf push then installs from vendor/ without PyPI.
+VENDOR ?= vendor
+vendor:
+	rm -rf $(VENDOR)
+	$(PYTHON) -m pip download -q --no-deps --require-hashes -r requirements.txt -d $(VENDOR) \
+	  --only-binary=:all: --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+	  --python-version 3.11 --implementation cp
 
 bench: deps
 	$(BIN)/python -m bench.run_all

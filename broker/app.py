@@ -1,33 +1,29 @@
-"""The broker's WSGI app: openbrokerapi's blueprint, wrapped so that nothing reaches it unchecked.
+"""The broker's WSGI app: the ten OSB routes (broker/routes.py) on Flask, plus operations.
 
-Order of checks on every OSB request (an app-level before_request runs before any of the
-blueprint's): basic auth, constant-time (401) -> X-Broker-API-Version (412) -> route
-(404/405) -> originating identity, ids, body size (413), JSON shape, catalog ids,
-parameters (400/422). Every error, ours or Flask's or openbrokerapi's, leaves as OSB JSON
-``{"description": ...}``; a database outage is a 503, never a 500 or a stack trace.
+Order of checks on every OSB request: basic auth, constant-time (401) -> X-Broker-API-Version
+(412) -> route (404/405) -> originating identity (400) -> in the view: body size (413),
+JSON shape, ids, catalog ids, parameters (400/422), each exactly once. Every error, ours or
+Flask's, leaves through broker/osb.py as OSB JSON ``{"description": ...}``; a database
+outage is a 503, never a 500 or a stack trace.
 """
 
 from __future__ import annotations
 
 import hmac
-import io
 import logging
 import os
 import time
 import uuid
 from typing import Any
 
-from flask import Flask, Request, Response, g, jsonify, request
-from openbrokerapi.api import get_blueprint
-from openbrokerapi.auth import BrokerAuthenticator
-from openbrokerapi.request_filter import check_version, print_request
+from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CollectorRegistry
-from werkzeug.exceptions import HTTPException
 
-from broker import validation
+from broker import osb, routes, validation
 from broker.config import BrokerSettings, from_env
 from broker.metrics import BrokerMetrics
-from broker.service import Operation, OsbError, TenantMetricsBroker, to_osb_error
+from broker.osb import Operation
+from broker.service import BrokerService
 from broker.store import Store
 from tenant_metrics.core import jsonlog
 from tenant_metrics.core.db import make_engine
@@ -37,10 +33,9 @@ log = logging.getLogger("broker.app")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REQUEST_ID_HEADER = "X-Broker-API-Request-Identity"
-_BLUEPRINT = "open_broker"
 
 
-class ConstantTimeBasicAuth(BrokerAuthenticator):
+class ConstantTimeBasicAuth:
     """HTTP basic auth against the one broker account, compared in constant time."""
 
     def __init__(self, username: str, password: str) -> None:
@@ -56,13 +51,6 @@ class ConstantTimeBasicAuth(BrokerAuthenticator):
         if not ok or auth is None:
             raise Unauthenticated("missing or wrong broker credentials")
 
-    def authenticate(self) -> Any:
-        try:
-            self.check()
-        except Unauthenticated as exc:
-            return _error_response(to_osb_error(exc, None))
-        return None
-
 
 def create_app(
     settings: BrokerSettings | None = None,
@@ -76,26 +64,19 @@ def create_app(
     settings = settings or from_env(os.environ)
     # No pre-ping round trip per checkout: Store reconnects once on a dead connection.
     store = Store(make_engine(settings.database_url, pool_pre_ping=False))
-    broker = TenantMetricsBroker(settings, store)
+    service = BrokerService(settings, store)
     metrics = BrokerMetrics(registry if registry is not None else CollectorRegistry(),
                             multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
     auth = ConstantTimeBasicAuth(settings.username, settings.password)
 
     app = Flask("broker", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["tenant_metrics_broker"] = broker
+    app.extensions["tenant_metrics_broker"] = service
+    routes.register(app, service)
 
-    blueprint = get_blueprint(broker, broker_credentials=None, logger=log, authenticator=auth)
-    # openbrokerapi's print_request logs every header (Authorization included) at DEBUG, and
-    # its check_version answers 500 to a version like "abc": ours (below) replaces both.
-    blueprint.before_request_funcs[None] = [
-        f for f in blueprint.before_request_funcs.get(None, []) if f not in (print_request, check_version)
-    ]
-    # Its catch-all Exception handler turns every HTTPException (413, 405...) into a 500.
-    blueprint.register_error_handler(Exception, _error_response)
-    blueprint.register_error_handler(OsbError, _error_response)
-    app.register_blueprint(blueprint)
-    app.register_error_handler(Exception, _error_response)
+    @app.errorhandler(Exception)
+    def _error(exc: Exception) -> Response:
+        return osb.error_response(exc, g.get("operation"))
 
     @app.before_request
     def _guard() -> Any:
@@ -113,9 +94,11 @@ def create_app(
             auth.check()
             validation.check_api_version(req.headers.get("X-Broker-API-Version"))
             if operation is not None and req.method != "OPTIONS":
-                _check_request(req, operation, broker)
+                g.caller = validation.originating_identity(
+                    req.headers.get("X-Broker-API-Originating-Identity"), jsonlog.request_id_var.get()
+                )
         except TenantMetricsError as exc:
-            return _error_response(to_osb_error(exc, operation))
+            return osb.error_response(exc, operation)
         return None
 
     @app.after_request
@@ -162,65 +145,4 @@ def create_app(
     return app
 
 
-_OPERATIONS = {f"{_BLUEPRINT}.{op.value}": op for op in Operation}
-
-
-def _check_request(req: Request, operation: Operation, broker: TenantMetricsBroker) -> None:
-    """Refuse anything openbrokerapi would mishandle, before it sees the request."""
-    catalog = broker.catalog_
-    view = req.view_args or {}
-    validation.originating_identity(req.headers.get("X-Broker-API-Originating-Identity"), None)
-    if "instance_id" in view:
-        validation.check_id("instance_id", view["instance_id"])
-    if "binding_id" in view:
-        validation.check_id("binding_id", view["binding_id"])
-    if operation in (Operation.PROVISION, Operation.UPDATE, Operation.BIND):
-        body = validation.parse_body(_read_body(req), req.mimetype)
-        if operation is Operation.PROVISION:
-            validation.provision_request(view["instance_id"], body, catalog)
-        elif operation is Operation.UPDATE:
-            validation.update_request(view["instance_id"], body, catalog)
-        else:
-            validation.bind_request(view["instance_id"], view["binding_id"], body, catalog)
-    elif operation in (Operation.DEPROVISION, Operation.UNBIND):
-        validation.delete_query(req.args, catalog)
-    elif operation is not Operation.CATALOG:
-        validation.optional_query(req.args, catalog)
-
-
-def _read_body(request: Request) -> bytes:
-    limit = request.max_content_length or 0
-    too_large = validation.PayloadTooLarge(f"the request body must be at most {limit} bytes")
-    if request.content_length is not None:
-        if request.content_length > limit:
-            raise too_large
-        return request.get_data(cache=True)
-    # Chunked: werkzeug would silently truncate at the limit, so read one byte past it
-    # ourselves, then hand the same bytes to openbrokerapi through a fresh stream.
-    environ = request.environ
-    if "wsgi.input_terminated" not in environ:
-        return b""
-    body = environ["wsgi.input"].read(limit + 1)
-    if len(body) > limit:
-        raise too_large
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
-    return request.get_data(cache=True)
-
-
-def _error_response(exc: Exception) -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
-    """Render any error as OSB JSON; unknown exceptions are logged and become a bare 500."""
-    if isinstance(exc, HTTPException):
-        code = exc.code or 500
-        if code == 413:
-            error = OsbError(413, "the request body is too large")
-        else:
-            error = OsbError(code, exc.description or exc.name)
-    else:
-        error = to_osb_error(exc, None)
-    response = jsonify(error.body())
-    if isinstance(exc, HTTPException) and exc.code == 405:
-        return response, 405, {k: v for k, v in exc.get_headers() if k == "Allow"}
-    if error.status == 401:
-        return response, 401, {"WWW-Authenticate": 'Basic realm="tenant-metrics broker"'}
-    return response, error.status
+_OPERATIONS = {op.value: op for op in Operation}

@@ -1,4 +1,7 @@
-"""The broker's values (pure): validated requests, stored records, fingerprints, credentials."""
+"""The broker's values (pure): validated requests, stored records, fingerprints, credentials.
+
+Every OSB operation has a frozen request type here. broker/validation.py builds them from
+the HTTP request once, at the edge; broker/service.py takes them as they are."""
 
 from __future__ import annotations
 
@@ -88,6 +91,48 @@ class BindRequest:
         # plan_id is left out: a plan update rescopes existing bindings, and a retried
         # bind after it must still be "identical".
         return fingerprint(instance_id=self.instance_id, service_id=self.service_id, app_guid=self.app_guid)
+
+
+@dataclass(frozen=True, slots=True)
+class DeprovisionRequest:
+    instance_id: str
+    service_id: str
+    plan_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnbindRequest:
+    instance_id: str
+    binding_id: str
+    service_id: str
+    plan_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceQuery:
+    """GET instance and its last_operation: service_id and plan_id are optional hints."""
+
+    instance_id: str
+    service_id: str | None = None
+    plan_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BindingQuery:
+    """GET binding and its last_operation."""
+
+    instance_id: str
+    binding_id: str
+    service_id: str | None = None
+    plan_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BindResult:
+    """A binding's credentials as handed to the platform; ``created`` is False for a repeat."""
+
+    created: bool
+    credentials: dict[str, str] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

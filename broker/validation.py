@@ -1,8 +1,9 @@
 """OSB request checks (pure): headers, bodies and query strings turned into typed requests.
 
-openbrokerapi 4.7 validates little (service_id never, types never, parameters never), so
-every request is checked here first and refused with a clear description; what reaches
-the broker's logic is well-formed.
+This is the only place an OSB request is validated: each function here takes the raw
+pieces of one request (path ids, parsed JSON body or query string) and returns the frozen
+request type of broker/domain.py, or raises an InvalidInput naming the field. What reaches
+broker/service.py is well-formed and is not checked again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from broker.catalog import Catalog
-from broker.domain import BindRequest, Caller, ProvisionRequest, UpdateRequest
+from broker.domain import (
+    BindingQuery,
+    BindRequest,
+    Caller,
+    DeprovisionRequest,
+    InstanceQuery,
+    ProvisionRequest,
+    UnbindRequest,
+    UpdateRequest,
+)
+from broker.errors import PreconditionFailed, Unprocessable
 from tenant_metrics.core.errors import InvalidInput
 from tenant_metrics.core.labels import Scope
 from tenant_metrics.core.models import ID_LENGTH, NAME_LENGTH
@@ -25,22 +36,6 @@ MIN_API_VERSION = (2, 13)
 # them here keeps such input a 400 instead of a database error (503).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _VERSION = re.compile(r"^\s*(\d{1,4})\.(\d{1,4})\s*$")
-
-
-class PreconditionFailed(InvalidInput):
-    """OSB 412: the platform speaks an API version we do not."""
-
-
-class PayloadTooLarge(InvalidInput):
-    """413: the body is larger than MAX_BODY_BYTES."""
-
-
-class Unprocessable(InvalidInput):
-    """OSB 422 with a machine-readable ``error`` code (e.g. MaintenanceInfoConflict)."""
-
-    def __init__(self, error: str, message: str) -> None:
-        super().__init__(message)
-        self.error = error
 
 
 def check_api_version(value: str | None) -> None:
@@ -154,19 +149,27 @@ def bind_request(instance_id: str, binding_id: str, body: Mapping[str, Any], cat
     )
 
 
-def delete_query(args: Mapping[str, str], catalog: Catalog) -> None:
-    """DELETE on instances and bindings: service_id and plan_id are required query params."""
-    _service_and_plan(args, catalog)
+def deprovision_request(instance_id: str, args: Mapping[str, str], catalog: Catalog) -> DeprovisionRequest:
+    """DELETE on an instance: service_id and plan_id are required query parameters."""
+    service_id, plan_id, _ = _service_and_plan(args, catalog)
+    return DeprovisionRequest(check_id("instance_id", instance_id), service_id, plan_id)
 
 
-def optional_query(args: Mapping[str, str], catalog: Catalog) -> None:
-    """GET and last_operation: service_id and plan_id are optional, but must be ours if sent."""
-    service_id = args.get("service_id")
-    if service_id is not None and service_id != catalog.service_id:
-        raise InvalidInput(f"service_id {service_id!r} is not offered by this broker")
-    plan_id = args.get("plan_id")
-    if plan_id is not None and catalog.scope_of(plan_id) is None:
-        raise InvalidInput(f"plan_id {plan_id!r} is not a plan of this broker")
+def unbind_request(instance_id: str, binding_id: str, args: Mapping[str, str], catalog: Catalog) -> UnbindRequest:
+    """DELETE on a binding: service_id and plan_id are required query parameters."""
+    service_id, plan_id, _ = _service_and_plan(args, catalog)
+    return UnbindRequest(check_id("instance_id", instance_id), check_id("binding_id", binding_id), service_id, plan_id)
+
+
+def instance_query(instance_id: str, args: Mapping[str, str], catalog: Catalog) -> InstanceQuery:
+    """GET instance and last_operation: service_id and plan_id are optional, but must be ours if sent."""
+    service_id, plan_id = _optional_ids(args, catalog)
+    return InstanceQuery(check_id("instance_id", instance_id), service_id, plan_id)
+
+
+def binding_query(instance_id: str, binding_id: str, args: Mapping[str, str], catalog: Catalog) -> BindingQuery:
+    service_id, plan_id = _optional_ids(args, catalog)
+    return BindingQuery(check_id("instance_id", instance_id), check_id("binding_id", binding_id), service_id, plan_id)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -182,6 +185,16 @@ def _service_and_plan(body: Mapping[str, Any], catalog: Catalog) -> tuple[str, s
     return service_id, plan_id, scope
 
 
+def _optional_ids(args: Mapping[str, str], catalog: Catalog) -> tuple[str | None, str | None]:
+    service_id = args.get("service_id")
+    if service_id is not None and service_id != catalog.service_id:
+        raise InvalidInput(f"service_id {service_id!r} is not offered by this broker")
+    plan_id = args.get("plan_id")
+    if plan_id is not None and catalog.scope_of(plan_id) is None:
+        raise InvalidInput(f"plan_id {plan_id!r} is not a plan of this broker")
+    return service_id, plan_id
+
+
 def _known_service(body: Mapping[str, Any], catalog: Catalog, required: bool) -> str:
     service_id = _string(body, "service_id", required=required)
     assert service_id is not None
@@ -195,10 +208,16 @@ def _check_common(body: Mapping[str, Any]) -> None:
     if parameters:
         names = ", ".join(sorted(parameters)[:10])
         raise InvalidInput(f"this service takes no parameters; unknown parameter(s): {names}")
-    if body.get("maintenance_info") is not None:
+    # OSB: maintenance_info.version is what the platform compares; an object without one
+    # (Cloud Controller may send {}) says nothing and counts as absent.
+    maintenance = _object(body, "maintenance_info") or {}
+    version = maintenance.get("version")
+    if version is not None:
+        if not isinstance(version, str):
+            raise InvalidInput("maintenance_info.version must be a string")
         raise Unprocessable(
             "MaintenanceInfoConflict",
-            "maintenance_info was sent but this broker's plans declare none",
+            "maintenance_info.version was sent but this broker's plans declare no maintenance_info",
         )
 
 

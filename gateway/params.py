@@ -20,10 +20,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict
 
-from gateway.enforce import LimitExceeded
+from gateway.enforce import METRIC_NAME, LimitExceeded
 from tenant_metrics.core.errors import InvalidInput
 
-__all__ = ["LimitExceeded", "Params", "parse_duration", "parse_limit", "parse_time", "read_params"]
+__all__ = [
+    "LimitExceeded", "Params", "Rebuilt", "instant_time", "limit", "metric_name", "parse_duration", "parse_limit",
+    "parse_time", "query_timeout", "range_window", "read_params", "time_range",
+]
+
+Rebuilt = list[tuple[str, str]]  # upstream parameters, in order, from validated values only
 
 _FORM = "application/x-www-form-urlencoded"
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\Z")
@@ -130,3 +135,66 @@ def parse_limit(value: str | None) -> str | None:
     if not (value.isascii() and value.isdigit()) or len(value) > 9:  # "١٢".isdigit() is True
         raise InvalidInput('invalid parameter "limit": must be a non-negative integer')
     return str(int(value))
+
+
+# --- rebuilding: validated values, printed the one way the gateway sends them ------------
+
+
+def instant_time(params: Params) -> Rebuilt:
+    """``time`` of an instant query, if given."""
+    at = params.single("time")
+    return [("time", format_time(parse_time(at, "time")))] if at else []
+
+
+def time_range(params: Params, required: bool = False) -> Rebuilt:
+    """``start`` and ``end``, each if given (both if ``required``); end must not be before start."""
+    out = []
+    start = params.single("start", required=required)
+    end = params.single("end", required=required)
+    start_t = parse_time(start, "start") if start else None
+    end_t = parse_time(end, "end") if end else None
+    if start_t is not None and end_t is not None and end_t < start_t:
+        raise InvalidInput('invalid parameter "end": end timestamp must not be before start time')
+    if start_t is not None:
+        out.append(("start", format_time(start_t)))
+    if end_t is not None:
+        out.append(("end", format_time(end_t)))
+    return out
+
+
+def range_window(params: Params, max_range_seconds: int, max_points: int) -> Rebuilt:
+    """``start``, ``end`` and ``step`` of a range query, all required, within the gateway's bounds."""
+    start = parse_time(params.single("start", required=True) or "", "start")
+    end = parse_time(params.single("end", required=True) or "", "end")
+    step = parse_duration(params.single("step", required=True) or "", "step")
+    if end < start:
+        raise InvalidInput('invalid parameter "end": end timestamp must not be before start time')
+    if end - start > max_range_seconds:
+        raise LimitExceeded(f"query range is longer than this gateway allows ({max_range_seconds}s)")
+    if (end - start) / step + 1 > max_points:
+        raise InvalidInput(
+            f"exceeded maximum resolution of {max_points} points per timeseries. "
+            "Try decreasing the query resolution (?step=XX)"
+        )
+    return [("start", format_time(start)), ("end", format_time(end)), ("step", format_seconds(step))]
+
+
+def query_timeout(params: Params, ours: float) -> str:
+    """The ``timeout`` sent upstream: the client's, if given, but never more than ours."""
+    given = params.single("timeout")
+    seconds = min(ours, parse_duration(given, "timeout")) if given else ours
+    return format_seconds(seconds)
+
+
+def limit(params: Params) -> Rebuilt:
+    """``limit``, if given."""
+    value = parse_limit(params.single("limit"))
+    return [("limit", value)] if value is not None else []
+
+
+def metric_name(params: Params) -> str | None:
+    """``metric``, if given: a metric name and nothing else (it is sent upstream as is)."""
+    metric = params.single("metric")
+    if metric is not None and not METRIC_NAME.match(metric):
+        raise InvalidInput('invalid parameter "metric"')
+    return metric

@@ -49,7 +49,14 @@ def register(sub: Any) -> None:
         "--ca-file", help="where to write the Aiven project CA (default: beside the targets file)"
     )
     cfg.add_argument("--job-name", default="aiven-tenant-services")
+    cfg.add_argument(
+        "--rules-path",
+        default=None,
+        help="rule file, directory or glob for rule_files: (default: the alert and capacity "
+        "rules shipped with tenant-metrics, where it is installed; '' leaves rule_files out)",
+    )
     cfg.set_defaults(func=_prometheus_config, settings=_settings)
+    register_rules(sd_sub)
     owner = sub.add_parser(
         "owner", help="admin: show the Cloud Foundry owner sd has for an Aiven service"
     )
@@ -121,6 +128,7 @@ def _prometheus_config(args: argparse.Namespace, settings: SdSettings) -> int:
     from sd.aiven import AivenClient
     from sd.writer import write_if_changed
 
+    rule_files = _rule_files(args.rules_path)  # a bad path fails before anything is written
     base = Path(settings.targets_file).resolve().parent
     password_file = Path(args.password_file or base / "aiven-prometheus-password")
     ca_file = Path(args.ca_file or base / "aiven-project-ca.pem")
@@ -148,7 +156,7 @@ def _prometheus_config(args: argparse.Namespace, settings: SdSettings) -> int:
         ca_file=str(ca_file),
         job_name=args.job_name,
     )
-    print(promconfig.render(job), end="")
+    print(promconfig.render(job, rule_files), end="")
     return 0
 
 
@@ -191,3 +199,40 @@ def _owner(args: argparse.Namespace, settings: OwnerLookupSettings) -> int:
     }
     print(json.dumps(out, indent=2))
     return 0 if not row.missing else 1
+
+
+# --- prometheus-rules: the platform's alert and capacity rules (tenant_metrics/rules) ---
+
+
+def register_rules(sd_sub: Any) -> None:
+    rules = sd_sub.add_parser(
+        "prometheus-rules",
+        help="print the alert and capacity rules for tenants' search services as one rule file",
+    )
+    rules.set_defaults(func=_prometheus_rules)
+
+
+def _prometheus_rules(args: argparse.Namespace) -> int:
+    from tenant_metrics.rules import render_rules
+
+    print(render_rules(), end="")
+    return 0
+
+
+def _rule_files(rules_path: str | None) -> list[str]:
+    """What ``rule_files:`` lists: the shipped rules by default; a directory means its *.yml.
+    A path that matches no file is a configuration error (Prometheus would load nothing)."""
+    import glob
+
+    from tenant_metrics.rules import rules_glob
+
+    if rules_path == "":
+        return []
+    pattern = rules_glob() if rules_path is None else rules_path
+    if Path(pattern).is_dir():
+        pattern = str(Path(pattern).resolve() / "*.yml")
+    elif not glob.has_magic(pattern):
+        pattern = str(Path(pattern).resolve())
+    if not glob.glob(pattern):
+        raise ConfigError(f"--rules-path: no rule file matches {pattern}")
+    return [pattern]

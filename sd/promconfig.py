@@ -1,7 +1,8 @@
-"""Pure: the Prometheus scrape job that reads sd's targets (file_sd), as YAML."""
+"""Pure: the Prometheus scrape job that reads sd's targets (file_sd), and the rule files, as YAML."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -35,5 +36,10 @@ def scrape_job(
     }
 
 
-def render(job: dict[str, Any]) -> str:
-    return yaml.safe_dump({"scrape_configs": [job]}, sort_keys=False, default_flow_style=False)
+def render(job: dict[str, Any], rule_files: Sequence[str] = ()) -> str:
+    """The config fragment; ``rule_files`` (paths or globs) become its ``rule_files:``."""
+    config: dict[str, Any] = {}
+    if rule_files:
+        config["rule_files"] = list(rule_files)
+    config["scrape_configs"] = [job]
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)

@@ -7,7 +7,6 @@ variable's name before anything starts.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -17,6 +16,7 @@ from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 
+from tenant_metrics.core.bindings import candidates, database_url_from_bindings, read_vcap_services
 from tenant_metrics.core.errors import ConfigError
 
 DEFAULT_SQLITE_FILE = "tenant-metrics.sqlite3"
@@ -145,16 +145,22 @@ def _millis(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def on_cloud_foundry(env: Mapping[str, str]) -> bool:
+    return bool(env.get("VCAP_APPLICATION", "").strip())
+
+
 def database_url(env: Mapping[str, str], cwd: str | None = None) -> str:
-    """DATABASE_URL wins; else the first PostgreSQL binding in VCAP_SERVICES; else a SQLite file."""
+    """DATABASE_URL wins; on Cloud Foundry the bound PostgreSQL (never SQLite: an instance's
+    disk is gone at the next restage); elsewhere a bound-looking VCAP_SERVICES if given,
+    else a SQLite file in the working directory."""
     url = env.get("DATABASE_URL", "").strip()
     if url:
         return normalize_database_url(url)
-    vcap = _vcap_services(env)
-    if vcap is not None:
-        found = _first_postgres_uri(vcap)
-        if found:
-            return normalize_database_url(found)
+    if on_cloud_foundry(env):
+        return database_url_from_bindings(env)
+    vcap = read_vcap_services(env)
+    if vcap is not None and candidates(vcap):
+        return database_url_from_bindings(env)
     base = Path(cwd or os.getcwd())
     return f"sqlite:///{base / DEFAULT_SQLITE_FILE}"
 
@@ -165,45 +171,6 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
-
-
-def _vcap_services(env: Mapping[str, str]) -> dict[str, object] | None:
-    raw = env.get("VCAP_SERVICES")
-    if not raw and env.get("VCAP_SERVICES_FILE_PATH"):
-        try:
-            raw = Path(env["VCAP_SERVICES_FILE_PATH"]).read_text()
-        except OSError as exc:
-            raise ConfigError(f"VCAP_SERVICES_FILE_PATH: cannot read: {exc.strerror}") from exc
-    if not raw:
-        return None
-    try:
-        parsed = json.loads(raw)
-    except ValueError as exc:
-        raise ConfigError("VCAP_SERVICES is not valid JSON") from exc
-    if not isinstance(parsed, dict):
-        raise ConfigError("VCAP_SERVICES must be a JSON object")
-    return parsed
-
-
-def _first_postgres_uri(vcap: Mapping[str, object]) -> str | None:
-    for label, bindings in vcap.items():
-        if not isinstance(bindings, list):
-            continue
-        for binding in bindings:
-            if not isinstance(binding, dict):
-                continue
-            creds = binding.get("credentials") or {}
-            uri = creds.get("uri") if isinstance(creds, dict) else None
-            tags = [str(t).lower() for t in binding.get("tags") or []]
-            is_pg = (
-                "postgres" in label.lower()
-                or "postgres" in tags
-                or "postgresql" in tags
-                or (isinstance(uri, str) and uri.startswith("postgres"))
-            )
-            if is_pg and isinstance(uri, str) and uri:
-                return uri
-    return None
 
 
 def get_str(env: Mapping[str, str], name: str, default: str | None = None) -> str:

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 DASHBOARD_DIR = Path(__file__).resolve().parent
-DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+# Every panel and variable reads the data source chosen in the `datasource` variable, so
+# the same file works imported in the UI, provisioned from disk, posted to the HTTP API
+# or managed by Terraform (an `__inputs` placeholder only works for a UI import).
+DS = {"type": "prometheus", "uid": "${datasource}"}
+# schemaVersion 39 is what Grafana 10.3 writes; older Grafanas migrate it on load at best.
+MIN_GRAFANA = "10.3.0"
 SCHEMA_VERSION = 39
 
 
@@ -197,9 +202,26 @@ def _variable(name: str, label: str, query: str) -> dict[str, Any]:
     }
 
 
+def _datasource_variable() -> dict[str, Any]:
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "regex": "",
+        "current": {},
+        "options": [],
+        "refresh": 1,
+        "hide": 0,
+        "includeAll": False,
+        "multi": False,
+    }
+
+
 def templating(kind: Kind) -> list[dict[str, Any]]:
     t = f'aiven_service_type="{kind.service_type}"'
     return [
+        _datasource_variable(),
         _variable("org", "Organisation", f"label_values(up{{{t}}}, cf_organization_name)"),
         _variable("space", "Space", f'label_values(up{{{t}, cf_organization_name=~"$org"}}, cf_space_name)'),
         _variable("instance", "Service instance",
@@ -210,16 +232,8 @@ def templating(kind: Kind) -> list[dict[str, Any]]:
 
 def dashboard(kind: Kind) -> dict[str, Any]:
     return {
-        "__inputs": [{
-            "name": "DS_PROMETHEUS",
-            "label": "Tenant metrics (Prometheus)",
-            "description": "The Prometheus data source pointing at the tenant-metrics gateway, with your service key's basic auth",
-            "type": "datasource",
-            "pluginId": "prometheus",
-            "pluginName": "Prometheus",
-        }],
         "__requires": [
-            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "9.0.0"},
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": MIN_GRAFANA},
             {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
             {"type": "panel", "id": "stat", "name": "Stat", "version": ""},
             {"type": "panel", "id": "timeseries", "name": "Time series", "version": ""},

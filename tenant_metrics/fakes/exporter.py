@@ -12,6 +12,8 @@ address and port, so a real Prometheus can scrape it in tests, benchmarks and th
 
 Values move over time (counters grow, gauges wander) so rate() and friends see data.
 ``tls=(certfile, keyfile)`` serves HTTPS (see ``self_signed_cert`` for a throwaway pair).
+``node.knobs`` (a ``Knobs``) pins health values for alert tests, e.g. ``node.knobs.status_code = 3``
+turns the cluster red from the next scrape on; every knob left at None keeps the default.
 """
 
 from __future__ import annotations
@@ -43,6 +45,25 @@ class NodeIdentity:
     service_type: str = "opensearch"
 
 
+@dataclass(slots=True)
+class Knobs:
+    """Values a test pins while the exporter serves; None keeps the default (moving) value.
+
+    ``disk_free_bytes_per_second`` is the slope of ``disk_free`` (default -1e4: slowly filling).
+    """
+
+    status_code: float | None = None
+    number_of_nodes: float | None = None
+    unassigned_shards: float | None = None
+    heap_used_percent: float | None = None
+    disk_used_percent: float | None = None
+    disk_free_bytes_per_second: float | None = None
+
+
+def _pick(pinned: float | None, default: float) -> float:
+    return default if pinned is None else pinned
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -55,13 +76,19 @@ def _labels(base: dict[str, str], extra: dict[str, str] | None = None) -> str:
 
 
 def render_metrics(
-    identity: NodeIdentity, elapsed: float, scrapes: int, extra_labels: dict[str, str] | None = None
+    identity: NodeIdentity,
+    elapsed: float,
+    scrapes: int,
+    extra_labels: dict[str, str] | None = None,
+    knobs: Knobs | None = None,
 ) -> str:
     """The exposition body at ``elapsed`` seconds after start: pure, so tests can check it.
 
     ``extra_labels`` lets a test make the exporter emit labels of its own (for example a
     spoofed ``cf_organization_guid``, which Prometheus must rename with honor_labels false).
+    ``knobs`` pins health values (see ``Knobs``); without it the body is the default one.
     """
+    k = knobs or Knobs()
     tags = {
         "cloud": identity.cloud,
         "host": identity.node,
@@ -83,13 +110,13 @@ def render_metrics(
             "disk_used_percent",
             "gauge",
             {"path": "/", "device": "nvme0n1p1", "fstype": "ext4"},
-            41.0 + 0.001 * elapsed,
+            _pick(k.disk_used_percent, 41.0 + 0.001 * elapsed),
         ),
         (
             "disk_free",
             "gauge",
             {"path": "/", "device": "nvme0n1p1", "fstype": "ext4"},
-            60e9 - 1e4 * elapsed,
+            60e9 + _pick(k.disk_free_bytes_per_second, -1e4) * elapsed,
         ),
         ("mem_available_percent", "gauge", None, 55.0 + 5.0 * wave),
         ("mem_used_percent", "gauge", None, 45.0 - 5.0 * wave),
@@ -101,14 +128,29 @@ def render_metrics(
         ("diskio_reads", "counter", {"name": "nvme0n1"}, 10_000.0 + 7.0 * elapsed),
         ("diskio_writes", "counter", {"name": "nvme0n1"}, 20_000.0 + 11.0 * elapsed),
         # Telegraf drops the string field "status" and keeps "status_code": 1 green, 2 yellow, 3 red.
-        (f"{fam}_cluster_health_status_code", "gauge", cluster, 1.0),
-        (f"{fam}_cluster_health_number_of_nodes", "gauge", cluster, 3.0),
+        (f"{fam}_cluster_health_status_code", "gauge", cluster, _pick(k.status_code, 1.0)),
+        (
+            f"{fam}_cluster_health_number_of_nodes",
+            "gauge",
+            cluster,
+            _pick(k.number_of_nodes, 3.0),
+        ),
         (f"{fam}_cluster_health_active_shards", "gauge", cluster, 30.0),
-        (f"{fam}_cluster_health_unassigned_shards", "gauge", cluster, 0.0),
+        (
+            f"{fam}_cluster_health_unassigned_shards",
+            "gauge",
+            cluster,
+            _pick(k.unassigned_shards, 0.0),
+        ),
         (f"{fam}_clusterstats_indices_count", "gauge", cluster, 12.0),
         (f"{fam}_clusterstats_indices_docs_count", "gauge", cluster, 1_000_000.0 + 100.0 * elapsed),
         (f"{fam}_clusterstats_indices_store_size_in_bytes", "gauge", cluster, 5e9 + 1e5 * elapsed),
-        (f"{fam}_jvm_mem_heap_used_percent", "gauge", node, 50.0 + 20.0 * wave),
+        (
+            f"{fam}_jvm_mem_heap_used_percent",
+            "gauge",
+            node,
+            _pick(k.heap_used_percent, 50.0 + 20.0 * wave),
+        ),
         (f"{fam}_jvm_gc_collectors_young_collection_count", "counter", node, 100.0 + 0.5 * elapsed),
         (f"{fam}_indices_search_query_total", "counter", node, 5000.0 + 25.0 * elapsed + scrapes),
         (f"{fam}_indices_indexing_index_total", "counter", node, 8000.0 + 40.0 * elapsed),
@@ -132,6 +174,7 @@ class RunningExporter:
     _server: ThreadingHTTPServer = field(repr=False)
     _thread: threading.Thread = field(repr=False)
     _counter: list[int] = field(repr=False)
+    knobs: Knobs = field(default_factory=Knobs)
 
     @property
     def scrapes(self) -> int:
@@ -157,6 +200,7 @@ def _handler(
     started: float,
     counter: list[int],
     extra_labels: dict[str, str] | None,
+    knobs: Knobs | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     expected = None
     if username is not None:
@@ -194,7 +238,9 @@ def _handler(
                 )
                 return
             counter[0] += 1
-            body = render_metrics(identity, clock() - started, counter[0], extra_labels).encode()
+            body = render_metrics(
+                identity, clock() - started, counter[0], extra_labels, knobs
+            ).encode()
             self._send(200, body, CONTENT_TYPE)
 
         do_HEAD = do_GET
@@ -229,7 +275,10 @@ def start(
         service_type=service_type,
     )
     counter = [0]
-    handler = _handler(identity, username, password, clock, clock(), counter, extra_labels)
+    knobs = Knobs()
+    handler = _handler(
+        identity, username, password, clock, clock(), counter, extra_labels, knobs
+    )
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     scheme = "http"
@@ -254,6 +303,7 @@ def start(
         _server=server,
         _thread=thread,
         _counter=counter,
+        knobs=knobs,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -191,11 +192,41 @@ def test_last_operation_endpoints(osb: Osb) -> None:
     osb.bind("inst-1", "bind-1")
     op = osb.request("GET", "/v2/service_instances/inst-1/last_operation")
     assert op.status_code == 200 and op.json()["state"] == "succeeded"
-    assert osb.request("GET", "/v2/service_instances/nope/last_operation").status_code == 410
     bop = osb.request("GET", "/v2/service_instances/inst-1/service_bindings/bind-1/last_operation")
     assert bop.status_code == 200 and bop.json()["state"] == "succeeded"
-    gone = osb.request("GET", "/v2/service_instances/inst-1/service_bindings/nope/last_operation")
-    assert gone.status_code == 410 and gone.json()["description"]
+
+
+def test_last_operation_of_unknown_instance_or_binding_is_404(osb: Osb) -> None:
+    """OSB 2.17: 404 MUST for what does not exist; 410 only ends an asynchronous delete,
+    and ours are synchronous, so a deleted instance or binding is unknown too."""
+    osb.provision("inst-1")
+    osb.provision("inst-2")
+    osb.bind("inst-1", "bind-1")
+    unknown = [
+        "/v2/service_instances/nope/last_operation",
+        "/v2/service_instances/inst-1/service_bindings/nope/last_operation",
+        "/v2/service_instances/inst-2/service_bindings/bind-1/last_operation",  # another instance's binding
+        "/v2/service_instances/nope/service_bindings/bind-1/last_operation",
+    ]
+    assert osb.unbind("inst-1", "bind-1").status_code == 200
+    unknown.append("/v2/service_instances/inst-1/service_bindings/bind-1/last_operation")
+    assert osb.deprovision("inst-1").status_code == 200
+    unknown.append("/v2/service_instances/inst-1/last_operation")
+    for path in unknown:
+        r = osb.request("GET", path)
+        assert r.status_code == 404, (path, r.text)
+        assert "does not exist" in r.json()["description"]
+
+
+def test_maintenance_info_without_a_version_counts_as_absent(osb: Osb) -> None:
+    empty: dict[str, Any] = {"maintenance_info": {}}
+    assert osb.provision("inst-1", osb.provision_body(**empty)).status_code == 201
+    assert osb.provision("inst-1", osb.provision_body(maintenance_info={"description": "x"})).status_code == 200
+    assert osb.update("inst-1", {"service_id": osb.service_id, "plan_id": osb.org_plan, **empty}).status_code == 200
+    assert osb.bind("inst-1", "bind-1", {**osb.bind_body(plan=osb.org_plan), **empty}).status_code == 201
+    # A version is still refused: our plans declare none.
+    versioned = osb.update("inst-1", {"service_id": osb.service_id, "maintenance_info": {"version": "2.0.0"}})
+    assert versioned.status_code == 422 and versioned.json()["error"] == "MaintenanceInfoConflict"
 
 
 def test_bindings_are_not_retrievable(osb: Osb) -> None:

@@ -1,7 +1,7 @@
 """The layout's rules, checked over the source: who may import whom, and what the wheel installs.
 
 Layers from the ground up (see docs/architecture.md):
-- shared: ``tenant_metrics`` except its top layer (core, fakes, dashboards);
+- shared: ``tenant_metrics`` except its top layer (core, fakes, dashboards, rules);
 - parts: ``broker``, ``sd``, ``gateway``, each importing shared code only;
 - top: ``tenant_metrics.cli``, ``tenant_metrics.__main__``, ``tenant_metrics.demo``,
   ``tenant_metrics.world``: may use every part.
@@ -128,6 +128,6 @@ def test_wheel_installs_only_the_project_names(wheel: Path) -> None:
     assert top_level == {"tenant_metrics", "broker", "sd", "gateway", "migrations"}
     # what the running code reads from disk travels in the wheel
     for needed in ("migrations/script.py.mako", "tenant_metrics/dashboards/aiven-opensearch.json",
-                   "gateway/ui/static/index.html"):
+                   "gateway/ui/static/index.html", "tenant_metrics/rules/aiven-search-alerts.yml"):
         assert needed in names, needed
     assert not any(name.startswith(("tests/", "bench/")) for name in names)

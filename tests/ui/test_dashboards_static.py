@@ -61,14 +61,19 @@ def test_only_metric_names_aiven_emits(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_imports_cleanly_with_a_datasource_input(path: Path) -> None:
+def test_provisionable_with_a_datasource_variable(path: Path) -> None:
+    """No import-time placeholder: provisioning, the HTTP API and Terraform take the file as is."""
     d = load(path)
-    assert [i["name"] for i in d["__inputs"]] == ["DS_PROMETHEUS"]
-    assert d["__inputs"][0]["pluginId"] == "prometheus"
+    assert "__inputs" not in d
     text = path.read_text()
-    # No datasource is hard-coded: every reference goes through the import input.
+    assert "${DS_" not in text
+    first = d["templating"]["list"][0]
+    assert (first["name"], first["type"], first["query"]) == ("datasource", "datasource", "prometheus")
+    # No datasource is hard-coded: every reference goes through the variable.
     uids = set(re.findall(r'"uid":\s*"([^"]*)"', text)) - {d["uid"]}
-    assert uids == {"${DS_PROMETHEUS}"}
+    assert uids == {"${datasource}"}
+    grafana = next(r for r in d["__requires"] if r["id"] == "grafana")
+    assert d["schemaVersion"] <= 39 and grafana["version"] == "10.3.0"
     ids = [p["id"] for p in d["panels"]]
     assert len(ids) == len(set(ids))
     for p in d["panels"]:
@@ -79,7 +84,7 @@ def test_imports_cleanly_with_a_datasource_input(path: Path) -> None:
 def test_variables_for_org_space_and_instance(path: Path) -> None:
     d = load(path)
     variables = {v["name"]: v for v in d["templating"]["list"]}
-    assert list(variables) == ["org", "space", "instance"]
+    assert list(variables) == ["datasource", "org", "space", "instance"]
     wanted = {"org": "cf_organization_name", "space": "cf_space_name", "instance": "cf_service_instance_name"}
     by_name = {e.where.split()[-1]: e for e in expressions(d) if e.where.startswith("variable")}
     for name, label in wanted.items():

@@ -27,7 +27,7 @@ from broker.config import (
     BrokerSettings,
 )
 from gateway.config import GatewaySettings
-from gateway.proxy import REFUSED_PREFIXES
+from gateway.policy import REFUSED_PREFIXES
 from tenant_metrics.core.credentials import derive_key
 from tests.support import serve_wsgi
 from tests.ui.world import ORG_A, SERVICES, SPACE_A1, visible
