@@ -8,10 +8,10 @@ import os
 import sys
 from typing import Any
 
-from broker.config import from_env
+from broker.config import BrokerSettings, from_env
 from broker.domain import AuditAction, Caller
 from broker.store import Store
-from tenant_metrics.core.config import database_url
+from tenant_metrics.core.config import DatabaseSettings
 from tenant_metrics.core.db import make_engine
 
 OPERATOR = Caller(platform="operator-cli", user_id="operator")
@@ -28,20 +28,20 @@ def register(sub: Any) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--workers", type=int, default=None, help="gunicorn workers (default $WEB_CONCURRENCY or 2)")
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_serve, settings=from_env)
 
     instances = sub.add_parser("instances", help="list an org's metrics instances and their bindings (no secrets)")
     instances.add_argument("--org", required=True, metavar="GUID", help="Cloud Foundry organization guid")
     instances.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    instances.set_defaults(func=_instances)
+    instances.set_defaults(func=_instances, settings=DatabaseSettings.from_env)
 
     revoke = sub.add_parser("revoke", help="delete a binding's credentials now (audited as user 'operator')")
     revoke.add_argument("binding_id", metavar="BINDING_ID")
-    revoke.set_defaults(func=_revoke)
+    revoke.set_defaults(func=_revoke, settings=DatabaseSettings.from_env)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    settings = from_env(os.environ)  # fail fast, naming the variable, before gunicorn starts
+def _serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
+    # settings were validated before gunicorn starts; its workers read the same environment.
     env = dict(os.environ)
     env["GUNICORN_BIND"] = f"{args.host}:{settings.port}"
     if args.workers is not None:
@@ -52,12 +52,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execve does not return
 
 
-def _store() -> Store:
-    return Store(make_engine(database_url(os.environ)))
+def _store(settings: DatabaseSettings) -> Store:
+    return Store(make_engine(settings.bounded_url()))
 
 
-def _instances(args: argparse.Namespace) -> int:
-    store = _store()
+def _instances(args: argparse.Namespace, settings: DatabaseSettings) -> int:
+    store = _store(settings)
     try:
         found = store.instances_of_org(args.org)
     finally:
@@ -91,8 +91,8 @@ def _instances(args: argparse.Namespace) -> int:
     return 0
 
 
-def _revoke(args: argparse.Namespace) -> int:
-    store = _store()
+def _revoke(args: argparse.Namespace, settings: DatabaseSettings) -> int:
+    store = _store(settings)
     try:
         binding = store.find_binding(args.binding_id)
         store.unbind(binding.instance_id, binding.id, OPERATOR, action=AuditAction.REVOKE)

@@ -48,6 +48,15 @@ class BrokerSettings:
     port: int = DEFAULT_PORT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    # The database URL with its timeouts (tenant_metrics.core.config.DatabaseSettings);
+    # built from ``database_url`` with the default timeouts when not given.
+    database: cfg.DatabaseSettings = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.database is None:
+            object.__setattr__(self, "database", cfg.DatabaseSettings(self.database_url))
+        elif self.database.url != self.database_url:
+            raise ValueError("BrokerSettings: database.url and database_url differ")
 
     @property
     def dashboard_url(self) -> str:
@@ -55,40 +64,52 @@ class BrokerSettings:
 
 
 def from_env(env: Mapping[str, str], cwd: str | None = None) -> BrokerSettings:
-    """Read and validate every broker setting; raise ConfigError naming the variable."""
-    username = cfg.get_str(env, "BROKER_USERNAME")
+    """Read and validate every broker setting; one ConfigError naming every bad variable."""
+    p = cfg.Problems()
+    username = p.value(cfg.get_str, env, "BROKER_USERNAME", default="")
     if ":" in username:
-        raise ConfigError("BROKER_USERNAME must not contain ':' (HTTP basic auth cannot carry it)")
-    password = cfg.get_str(env, "BROKER_PASSWORD")
-    check_password_strength(password, username)
+        p.add("BROKER_USERNAME must not contain ':' (HTTP basic auth cannot carry it)")
+    password = p.value(cfg.get_str, env, "BROKER_PASSWORD", default="")
+    if password:
+        p.read(check_password_strength, password, username)
     key_material = env.get("CREDENTIALS_KEY", "").strip() or password
-    try:
-        key = derive_key(key_material)
-    except ValueError as exc:
-        raise ConfigError(f"CREDENTIALS_KEY: {exc}") from exc
-    gateway = _url(env, "GATEWAY_PUBLIC_URL", DEFAULT_GATEWAY_URL)
-    docs_url = _url(env, "BROKER_DOCUMENTATION_URL", gateway + DOCS_PATH)
+    key = b""
+    if key_material:
+        try:
+            key = derive_key(key_material)
+        except ValueError as exc:
+            p.add(f"CREDENTIALS_KEY: {exc}")
+    gateway = p.value(_url, env, "GATEWAY_PUBLIC_URL", DEFAULT_GATEWAY_URL, default=DEFAULT_GATEWAY_URL)
+    docs_url = p.value(_url, env, "BROKER_DOCUMENTATION_URL", gateway + DOCS_PATH, default=gateway + DOCS_PATH)
     catalog = CatalogSettings(
         service_id=cfg.get_str(env, "BROKER_SERVICE_ID", DEFAULT_SERVICE_ID),
-        service_name=_cli_name(cfg.get_str(env, "BROKER_SERVICE_NAME", DEFAULT_SERVICE_NAME)),
+        service_name=p.value(
+            _cli_name, cfg.get_str(env, "BROKER_SERVICE_NAME", DEFAULT_SERVICE_NAME), default=DEFAULT_SERVICE_NAME
+        ),
         space_plan_id=cfg.get_str(env, "BROKER_SPACE_PLAN_ID", DEFAULT_SPACE_PLAN_ID),
         org_plan_id=cfg.get_str(env, "BROKER_ORG_PLAN_ID", DEFAULT_ORG_PLAN_ID),
         documentation_url=docs_url,
-        support_url=_url(env, "BROKER_SUPPORT_URL", docs_url),
+        support_url=p.value(_url, env, "BROKER_SUPPORT_URL", docs_url, default=docs_url),
     )
     ids = (catalog.service_id, catalog.space_plan_id, catalog.org_plan_id)
     if len(set(ids)) != len(ids):
-        raise ConfigError("BROKER_SERVICE_ID, BROKER_SPACE_PLAN_ID and BROKER_ORG_PLAN_ID must differ")
-    return BrokerSettings(
+        p.add("BROKER_SERVICE_ID, BROKER_SPACE_PLAN_ID and BROKER_ORG_PLAN_ID must differ")
+    database = p.value(cfg.DatabaseSettings.from_env, env, cwd, default=cfg.DatabaseSettings(""))
+    settings = BrokerSettings(
         username=username,
         password=password,
         credentials_key=key,
-        database_url=cfg.database_url(env, cwd),
+        database_url=database.url,
+        database=database,
         gateway_public_url=gateway,
-        port=cfg.port(env, DEFAULT_PORT),
-        max_body_bytes=cfg.get_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024),
+        port=p.value(cfg.port, env, DEFAULT_PORT, default=DEFAULT_PORT),
+        max_body_bytes=p.value(
+            cfg.get_int, env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024, default=DEFAULT_MAX_BODY_BYTES
+        ),
         catalog=catalog,
     )
+    p.raise_if_any()
+    return settings
 
 
 def check_password_strength(password: str, username: str) -> None:

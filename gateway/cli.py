@@ -13,8 +13,9 @@ from gateway import config
 GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
 
 
-def _serve(args: argparse.Namespace) -> int:
-    config.from_env(os.environ)  # fail fast, naming the bad variable, before forking workers
+def _serve(args: argparse.Namespace, settings: config.GatewaySettings) -> int:
+    """``settings`` were read (and validated, every bad variable named) before forking;
+    the workers read the same environment again in ``create_app``."""
     argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "gateway.app:create_app()"]
     if args.workers:
         os.environ["GATEWAY_WORKERS"] = str(args.workers)
@@ -31,4 +32,4 @@ def register(sub: Any) -> None:
         "Settings come from the environment; see docs/gateway.md.",
     )
     parser.add_argument("--workers", type=int, default=0, help="gunicorn worker processes, one event loop each (default: one per CPU, at most 4)")
-    parser.set_defaults(func=_serve)
+    parser.set_defaults(func=_serve, settings=config.from_env)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from gateway.enforce import QueryLimits
@@ -36,6 +36,15 @@ class GatewaySettings:
     scope_org_id: str | None = None
     health_check_seconds: float = 5.0
     public_url: str | None = None
+    # The database URL with its timeouts (tenant_metrics.core.config.DatabaseSettings);
+    # built from ``database_url`` with the default timeouts when not given.
+    database: c.DatabaseSettings = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.database is None:
+            object.__setattr__(self, "database", c.DatabaseSettings(self.database_url))
+        elif self.database.url != self.database_url:
+            raise ValueError("GatewaySettings: database.url and database_url differ")
 
     @property
     def limits(self) -> QueryLimits:
@@ -60,31 +69,40 @@ def _urls(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def from_env(env: Mapping[str, str]) -> GatewaySettings:
-    cache = c.get_float(env, "GATEWAY_AUTH_CACHE_SECONDS", 1.0)
+    """Every gateway setting; one ConfigError naming every one that is wrong or missing."""
+    p = c.Problems()
+    cache = p.value(c.get_float, env, "GATEWAY_AUTH_CACHE_SECONDS", 1.0, default=1.0)
     if cache > 1.0:
-        raise ConfigError("GATEWAY_AUTH_CACHE_SECONDS must be at most 1 (revocation within a second)")
-    rate = c.get_float(env, "GATEWAY_RATE_LIMIT_PER_SECOND", 20.0)
+        p.add("GATEWAY_AUTH_CACHE_SECONDS must be at most 1 (revocation within a second)")
+    rate = p.value(c.get_float, env, "GATEWAY_RATE_LIMIT_PER_SECOND", 20.0, default=20.0)
     if rate <= 0:
-        raise ConfigError("GATEWAY_RATE_LIMIT_PER_SECOND must be greater than 0")
-    timeout = c.get_float(env, "GATEWAY_QUERY_TIMEOUT_SECONDS", 30.0)
+        p.add("GATEWAY_RATE_LIMIT_PER_SECOND must be greater than 0")
+    timeout = p.value(c.get_float, env, "GATEWAY_QUERY_TIMEOUT_SECONDS", 30.0, default=30.0)
     if timeout <= 0:
-        raise ConfigError("GATEWAY_QUERY_TIMEOUT_SECONDS must be greater than 0")
+        p.add("GATEWAY_QUERY_TIMEOUT_SECONDS must be greater than 0")
     scope_org = env.get("GATEWAY_SCOPE_ORG_ID", "").strip() or None
-    return GatewaySettings(
-        prometheus_urls=_urls(env),
-        database_url=c.database_url(env),
-        port=c.port(env, DEFAULT_PORT),
+    database = p.value(c.DatabaseSettings.from_env, env, default=c.DatabaseSettings(""))
+    settings = GatewaySettings(
+        prometheus_urls=p.value(_urls, env, default=()),
+        database_url=database.url,
+        database=database,
+        port=p.value(c.port, env, DEFAULT_PORT, default=DEFAULT_PORT),
         auth_cache_seconds=cache,
         rate_limit_per_second=rate,
-        rate_limit_burst=c.get_int(env, "GATEWAY_RATE_LIMIT_BURST", 40, minimum=1),
+        rate_limit_burst=p.value(c.get_int, env, "GATEWAY_RATE_LIMIT_BURST", 40, minimum=1, default=40),
         query_timeout_seconds=timeout,
-        connect_timeout_seconds=c.get_float(env, "GATEWAY_CONNECT_TIMEOUT_SECONDS", 2.0, minimum=0.1),
-        max_range_seconds=c.get_int(env, "GATEWAY_MAX_RANGE_SECONDS", 32 * 24 * 3600, minimum=60),
-        max_points=c.get_int(env, "GATEWAY_MAX_POINTS", 11000, minimum=10),
-        max_query_length=c.get_int(env, "GATEWAY_MAX_QUERY_LENGTH", 16384, minimum=64),
-        max_query_depth=c.get_int(env, "GATEWAY_MAX_QUERY_DEPTH", 64, minimum=4),
-        max_query_operators=c.get_int(env, "GATEWAY_MAX_QUERY_OPERATORS", 128, minimum=4),
+        connect_timeout_seconds=p.value(
+            c.get_float, env, "GATEWAY_CONNECT_TIMEOUT_SECONDS", 2.0, minimum=0.1, default=2.0),
+        max_range_seconds=p.value(
+            c.get_int, env, "GATEWAY_MAX_RANGE_SECONDS", 32 * 24 * 3600, minimum=60, default=32 * 24 * 3600),
+        max_points=p.value(c.get_int, env, "GATEWAY_MAX_POINTS", 11000, minimum=10, default=11000),
+        max_query_length=p.value(c.get_int, env, "GATEWAY_MAX_QUERY_LENGTH", 16384, minimum=64, default=16384),
+        max_query_depth=p.value(c.get_int, env, "GATEWAY_MAX_QUERY_DEPTH", 64, minimum=4, default=64),
+        max_query_operators=p.value(c.get_int, env, "GATEWAY_MAX_QUERY_OPERATORS", 128, minimum=4, default=128),
         scope_org_id=scope_org,
-        health_check_seconds=c.get_float(env, "GATEWAY_HEALTH_CHECK_SECONDS", 5.0, minimum=0.1),
+        health_check_seconds=p.value(
+            c.get_float, env, "GATEWAY_HEALTH_CHECK_SECONDS", 5.0, minimum=0.1, default=5.0),
         public_url=env.get("GATEWAY_PUBLIC_URL", "").strip() or None,
     )
+    p.raise_if_any()
+    return settings

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from sd.http import DEFAULT_RETRY, ApiError, FailureKind, JsonHttp, RetryPolicy, expect_dict
+from sd.apiclient import ApiClient, bad_response
+from sd.http import DEFAULT_RETRY, ApiError, RetryPolicy, expect_dict
 
 API = "aiven"
 PROMETHEUS = "prometheus"
@@ -63,7 +64,7 @@ class IntegrationEndpoint:
 
 
 def _bad(message: str) -> ApiError:
-    return ApiError(API, FailureKind.BAD_RESPONSE, message)
+    return bad_response(API, message)
 
 
 def parse_integration(raw: Any) -> Integration:
@@ -112,7 +113,9 @@ def parse_service(raw: Any) -> AivenService:
     )
 
 
-class AivenClient:
+class AivenClient(ApiClient):
+    api = API
+
     def __init__(
         self,
         base_url: str,
@@ -120,28 +123,19 @@ class AivenClient:
         project: str,
         *,
         timeout: float = 30.0,
+        connect_timeout: float = 5.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"timeout": timeout, "retry": retry}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
-        self.http = JsonHttp(API, **kwargs)
+        super().__init__(timeout=timeout, connect_timeout=connect_timeout, retry=retry, sleep=sleep)
         self._base = f"{base_url.rstrip('/')}/v1/project/{quote(project, safe='')}"
         self._headers = {"Authorization": f"aivenv1 {token}", "Accept": "application/json"}
 
     def __repr__(self) -> str:
         return f"AivenClient({self._base!r})"
 
-    @property
-    def calls(self) -> int:
-        return self.http.calls
-
-    def close(self) -> None:
-        self.http.close()
-
     def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
-        return self.http.request("GET", self._base + path, headers=self._headers, params=params)[1]
+        return self._request("GET", self._base + path, headers=self._headers, params=params)
 
     def list_services(self) -> list[AivenService]:
         """``GET /v1/project/{p}/service``: the whole project in one unpaged answer.
@@ -191,9 +185,7 @@ class AivenClient:
             "source_service": service,
             "dest_endpoint_id": endpoint_id,
         }
-        _, data = self.http.request(
-            "POST", self._base + "/integration", headers=self._headers, json_body=body
-        )
+        data = self._request("POST", self._base + "/integration", headers=self._headers, json_body=body)
         return parse_integration(expect_dict(API, data, "service_integration"))
 
     def project_ca(self) -> str:

@@ -9,10 +9,14 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_metrics.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sd.config import OwnerLookupSettings, SdSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +31,11 @@ def register(sub: Any) -> None:
         help="discover forever (SD_INTERVAL_SECONDS, with jitter); "
         "serves /metrics, /targets (http_sd) and /healthz on SD_LISTEN_PORT",
     )
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, settings=_settings)
     once = sd_sub.add_parser(
         "once", help="one discovery cycle; exit status 1 if any part of it failed"
     )
-    once.set_defaults(func=_once)
+    once.set_defaults(func=_once, settings=_settings)
     cfg = sd_sub.add_parser(
         "prometheus-config",
         help="print the Prometheus scrape job reading the targets file; writes the "
@@ -51,26 +55,32 @@ def register(sub: Any) -> None:
         help="rule file, directory or glob for rule_files: (default: the alert and capacity "
         "rules shipped with tenant-metrics, where it is installed; '' leaves rule_files out)",
     )
-    cfg.set_defaults(func=_prometheus_config)
+    cfg.set_defaults(func=_prometheus_config, settings=_settings)
     register_rules(sd_sub)
     owner = sub.add_parser(
         "owner", help="admin: show the Cloud Foundry owner sd has for an Aiven service"
     )
     owner.add_argument("aiven_service_name")
-    owner.set_defaults(func=_owner)
+    owner.set_defaults(func=_owner, settings=_owner_settings)
     _register_confirm_drop(sd_sub)
 
 
-def _settings() -> Any:
+def _settings(env: Mapping[str, str]) -> SdSettings:
     from sd.config import SdSettings
 
-    return SdSettings.from_env(os.environ)
+    return SdSettings.from_env(env)
 
 
-def _once(args: argparse.Namespace) -> int:
+def _owner_settings(env: Mapping[str, str]) -> OwnerLookupSettings:
+    from sd.config import OwnerLookupSettings
+
+    return OwnerLookupSettings.from_env(env)
+
+
+def _once(args: argparse.Namespace, settings: SdSettings) -> int:
     from sd.app import build
 
-    app = build(_settings())
+    app = build(settings)
     try:
         report = app.discovery.run_cycle()
     finally:
@@ -78,11 +88,10 @@ def _once(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, settings: SdSettings) -> int:
     from sd.app import build
     from sd.server import SdHttpServer, staleness_health
 
-    settings = _settings()
     app = build(settings)
     stop = threading.Event()
 
@@ -115,13 +124,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prometheus_config(args: argparse.Namespace) -> int:
+def _prometheus_config(args: argparse.Namespace, settings: SdSettings) -> int:
     from sd import promconfig
     from sd.aiven import AivenClient
     from sd.writer import write_if_changed
 
     rule_files = _rule_files(args.rules_path)  # a bad path fails before anything is written
-    settings = _settings()
     base = Path(settings.targets_file).resolve().parent
     password_file = Path(args.password_file or base / "aiven-prometheus-password")
     ca_file = Path(args.ca_file or base / "aiven-project-ca.pem")
@@ -153,13 +161,12 @@ def _prometheus_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _owner(args: argparse.Namespace) -> int:
+def _owner(args: argparse.Namespace, settings: OwnerLookupSettings) -> int:
     from sd import store
     from sd.owners import parse_instance_guid
-    from tenant_metrics.core.config import database_url, get_str
     from tenant_metrics.core.db import make_engine, make_session_factory, session_scope
 
-    prefix = get_str(os.environ, "AIVEN_SERVICE_PREFIX").lower()
+    prefix = settings.service_prefix
     guid = parse_instance_guid(args.aiven_service_name, prefix)
     out: dict[str, Any] = {
         "aiven_service_name": args.aiven_service_name,
@@ -171,7 +178,7 @@ def _owner(args: argparse.Namespace) -> int:
         out["reason"] = f"name is not '{prefix}-<cf service instance guid>'; sd ignores it"
         print(json.dumps(out, indent=2))
         return 1
-    engine = make_engine(database_url(os.environ))
+    engine = make_engine(settings.database.bounded_url())
     try:
         with session_scope(make_session_factory(engine)) as session:
             row = store.load_one(session, guid)

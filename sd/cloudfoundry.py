@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sd.http import DEFAULT_RETRY, ApiError, FailureKind, JsonHttp, RetryPolicy, expect_dict
+from sd.apiclient import ApiClient, bad_response
+from sd.http import DEFAULT_RETRY, ApiError, RetryPolicy, expect_dict
 
 API = "cloudcontroller"
 BATCH_SIZE = 100
@@ -39,7 +40,7 @@ class _Token:
 
 
 def _bad(message: str) -> ApiError:
-    return ApiError(API, FailureKind.BAD_RESPONSE, message)
+    return bad_response(API, message)
 
 
 def parse_instances_page(data: Any) -> tuple[list[CfInstance], str | None]:
@@ -79,7 +80,9 @@ def parse_instances_page(data: Any) -> tuple[list[CfInstance], str | None]:
     return out, nxt.get("href") if isinstance(nxt, dict) else None
 
 
-class CloudController:
+class CloudController(ApiClient):
+    api = API
+
     def __init__(
         self,
         api_url: str,
@@ -87,15 +90,13 @@ class CloudController:
         client_secret: str,
         *,
         timeout: float = 30.0,
+        connect_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         batch_size: int = BATCH_SIZE,
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"timeout": timeout, "retry": retry}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
-        self.http = JsonHttp(API, **kwargs)
+        super().__init__(timeout=timeout, connect_timeout=connect_timeout, retry=retry, sleep=sleep)
         self.api_url = api_url.rstrip("/")
         self._client = (client_id, client_secret)
         self._clock = clock
@@ -108,19 +109,10 @@ class CloudController:
     def __repr__(self) -> str:
         return f"CloudController({self.api_url!r}, client_id={self._client[0]!r})"
 
-    @property
-    def calls(self) -> int:
-        return self.http.calls
-
-    def close(self) -> None:
-        self.http.close()
-
     # -- token ----------------------------------------------------------------------------
     def _uaa(self) -> str:
         if self._uaa_url is None:
-            _, root = self.http.request(
-                "GET", self.api_url + "/", headers={"Accept": "application/json"}
-            )
+            root = self._request("GET", self.api_url + "/", headers={"Accept": "application/json"})
             try:
                 self._uaa_url = str(root["links"]["uaa"]["href"]).rstrip("/")
             except (KeyError, TypeError):
@@ -131,7 +123,7 @@ class CloudController:
         with self._lock:
             now = self._clock()
             if force or self._token is None or now >= self._token.renew_at:
-                _, data = self.http.request(
+                data = self._request(
                     "POST",
                     self._uaa() + "/oauth/token",
                     headers={"Accept": "application/json"},
@@ -153,7 +145,7 @@ class CloudController:
                 "Accept": "application/json",
             }
             try:
-                return self.http.request("GET", url, headers=headers, params=params)[1]
+                return self._request("GET", url, headers=headers, params=params)
             except ApiError as exc:
                 if retry or exc.status != 401:
                     raise

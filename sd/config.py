@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from tenant_metrics.core.config import database_url, get_float, get_int, get_list, get_str
+from tenant_metrics.core.config import (
+    DatabaseSettings,
+    Problems,
+    get_float,
+    get_int,
+    get_list,
+    get_str,
+)
 from tenant_metrics.core.errors import ConfigError
 
 DEFAULT_AIVEN_API_URL = "https://api.aiven.io"
@@ -32,7 +39,7 @@ class SdSettings:
     scrape_port: int = 9273
     listen_host: str = "127.0.0.1"
     listen_port: int = 8095
-    database_url: str = field(default="", repr=False)
+    database: DatabaseSettings = field(default_factory=lambda: DatabaseSettings("sqlite://"))
     cloudfoundry: CloudFoundrySettings | None = None
     names_refresh_seconds: float = 3600.0
     max_integrations_per_cycle: int = 20
@@ -43,47 +50,82 @@ class SdSettings:
     drop_confirm_cycles: int = 6
     db_timeout_seconds: float = 10.0
 
+    @property
+    def database_url(self) -> str:
+        return self.database.url
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SdSettings:
-        """Every sd variable, named in the error when it is wrong or missing."""
+        """Every sd variable; one ConfigError naming every one that is wrong or missing."""
+        p = Problems()
         cf_names = ("CF_API_URL", "CF_CLIENT_ID", "CF_CLIENT_SECRET")
         present = [n for n in cf_names if env.get(n, "").strip()]
         cf = None
         if present:
             missing = [n for n in cf_names if n not in present]
-            if missing:
-                raise ConfigError(f"{missing[0]} is required when {present[0]} is set")
-            cf = CloudFoundrySettings(
-                _url(env, "CF_API_URL", None),
-                get_str(env, "CF_CLIENT_ID"),
-                get_str(env, "CF_CLIENT_SECRET"),
-            )
-        prefix = get_str(env, "AIVEN_SERVICE_PREFIX")
-        if prefix.endswith("-"):
-            raise ConfigError("AIVEN_SERVICE_PREFIX must not end with '-' (the separator is added)")
+            for name in missing:
+                p.add(f"{name} is required when {present[0]} is set")
+            if not missing:
+                api_url = p.read(_url, env, "CF_API_URL", None)
+                if api_url is not None:
+                    cf = CloudFoundrySettings(api_url, get_str(env, "CF_CLIENT_ID"), get_str(env, "CF_CLIENT_SECRET"))
+        prefix = p.value(service_prefix, env, default="")
         types = tuple(
             t.lower() for t in get_list(env, "SD_ELIGIBLE_TYPES", ("opensearch", "elasticsearch"))
         )
-        return cls(
-            aiven_api_url=_url(env, "AIVEN_API_URL", DEFAULT_AIVEN_API_URL),
-            aiven_api_token=get_str(env, "AIVEN_API_TOKEN"),
-            aiven_project=get_str(env, "AIVEN_PROJECT"),
-            prometheus_endpoint_id=get_str(env, "AIVEN_PROMETHEUS_ENDPOINT_ID"),
-            service_prefix=prefix.lower(),
+        database = p.value(DatabaseSettings.from_env, env, default=DatabaseSettings(""))
+        settings = cls(
+            aiven_api_url=p.value(_url, env, "AIVEN_API_URL", DEFAULT_AIVEN_API_URL, default=""),
+            aiven_api_token=p.value(get_str, env, "AIVEN_API_TOKEN", default=""),
+            aiven_project=p.value(get_str, env, "AIVEN_PROJECT", default=""),
+            prometheus_endpoint_id=p.value(get_str, env, "AIVEN_PROMETHEUS_ENDPOINT_ID", default=""),
+            service_prefix=prefix,
             targets_file=get_str(env, "SD_TARGETS_FILE", "aiven-targets.json"),
-            interval_seconds=get_float(env, "SD_INTERVAL_SECONDS", 60.0, minimum=1.0),
+            interval_seconds=p.value(get_float, env, "SD_INTERVAL_SECONDS", 60.0, minimum=1.0, default=60.0),
             eligible_types=types,
-            scrape_port=_port(env, "SD_SCRAPE_PORT", 9273),
+            scrape_port=p.value(_port, env, "SD_SCRAPE_PORT", 9273, default=9273),
             listen_host=get_str(env, "SD_LISTEN_HOST", "127.0.0.1"),
-            listen_port=_port(env, "SD_LISTEN_PORT", 8095),
-            database_url=database_url(env),
+            listen_port=p.value(_port, env, "SD_LISTEN_PORT", 8095, default=8095),
+            database=database,
             cloudfoundry=cf,
-            names_refresh_seconds=get_float(env, "SD_NAMES_REFRESH_SECONDS", 3600.0, minimum=1.0),
-            max_integrations_per_cycle=get_int(env, "SD_MAX_INTEGRATIONS_PER_CYCLE", 20, minimum=0),
-            http_timeout_seconds=get_float(env, "SD_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+            names_refresh_seconds=p.value(
+                get_float, env, "SD_NAMES_REFRESH_SECONDS", 3600.0, minimum=1.0, default=3600.0
+            ),
+            max_integrations_per_cycle=p.value(
+                get_int, env, "SD_MAX_INTEGRATIONS_PER_CYCLE", 20, minimum=0, default=20
+            ),
+            http_timeout_seconds=p.value(
+                get_float, env, "SD_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1, default=30.0
+            ),
             dns_overrides_file=env.get("SD_DNS_OVERRIDES_FILE", "").strip() or None,
             **_guard_settings(env),
         )
+        p.raise_if_any()
+        return settings
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerLookupSettings:
+    """What ``tenant-metrics owner`` needs: the prefix and the database, not the API secrets."""
+
+    service_prefix: str
+    database: DatabaseSettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OwnerLookupSettings:
+        p = Problems()
+        prefix = p.read(service_prefix, env)
+        database = p.read(DatabaseSettings.from_env, env)
+        p.raise_if_any()
+        assert prefix is not None and database is not None
+        return cls(prefix, database)
+
+
+def service_prefix(env: Mapping[str, str]) -> str:
+    prefix = get_str(env, "AIVEN_SERVICE_PREFIX")
+    if prefix.endswith("-"):
+        raise ConfigError("AIVEN_SERVICE_PREFIX must not end with '-' (the separator is added)")
+    return prefix.lower()
 
 
 def _url(env: Mapping[str, str], name: str, default: str | None) -> str:

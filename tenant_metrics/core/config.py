@@ -9,13 +9,140 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.engine import make_url
 
 from tenant_metrics.core.bindings import candidates, database_url_from_bindings, read_vcap_services
 from tenant_metrics.core.errors import ConfigError
 
 DEFAULT_SQLITE_FILE = "tenant-metrics.sqlite3"
+
+T = TypeVar("T")
+
+
+class Problems:
+    """Collects every bad setting of a part, so one run of ``check`` names them all.
+
+    ``read(get_int, env, "X", 1)`` returns the value, or ``default`` after noting the
+    problem; ``raise_if_any()`` raises one ConfigError carrying every problem found.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def read(self, reader: Callable[..., T], *args: object, default: T | None = None, **kwargs: object) -> T | None:
+        try:
+            return reader(*args, **kwargs)
+        except ConfigError as exc:
+            self.messages.extend(exc.problems)
+            return default
+
+    def value(self, reader: Callable[..., T], *args: object, default: T, **kwargs: object) -> T:
+        """Like ``read``, for a setting that has a fallback to continue with."""
+        try:
+            return reader(*args, **kwargs)
+        except ConfigError as exc:
+            self.messages.extend(exc.problems)
+            return default
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            raise ConfigError("; ".join(self.messages), tuple(self.messages))
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """The database URL and the timeouts that bound every wait on it (issue 14).
+
+    Each timeout covers one fault (docs/operations.md § Database timeouts):
+    connect: a host that drops packets; statement: a server that accepted the query and
+    never answers; lock: a query queued behind another's lock; pool: every pooled
+    connection in use; keepalives: a peer that vanished under an idle connection.
+    ``db upgrade`` uses ``migration_statement_timeout`` instead (migrations and the wait
+    for another instance's migration legitimately take longer).
+    """
+
+    url: str = field(repr=False)
+    connect_timeout: float = 5.0
+    statement_timeout: float = 5.0
+    migration_statement_timeout: float = 300.0
+    lock_timeout: float = 3.0
+    pool_timeout: float = 3.0
+    keepalives_idle: int = 10
+    keepalives_interval: int = 5
+    keepalives_count: int = 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], cwd: str | None = None) -> DatabaseSettings:
+        """DATABASE_URL (or VCAP_SERVICES) and the DB_* timeouts; every bad one is named."""
+        p = Problems()
+        url = p.read(database_url, env, cwd, default="")
+        settings = cls(
+            url=url or "",
+            connect_timeout=_seconds(p, env, "DB_CONNECT_TIMEOUT", 5.0),
+            statement_timeout=_seconds(p, env, "DB_STATEMENT_TIMEOUT", 5.0),
+            migration_statement_timeout=_seconds(p, env, "DB_MIGRATION_STATEMENT_TIMEOUT", 300.0),
+            lock_timeout=_seconds(p, env, "DB_LOCK_TIMEOUT", 3.0),
+            pool_timeout=_seconds(p, env, "DB_POOL_TIMEOUT", 3.0),
+            keepalives_idle=p.value(get_int, env, "DB_KEEPALIVES_IDLE", 10, minimum=1, default=10),
+            keepalives_interval=p.value(get_int, env, "DB_KEEPALIVES_INTERVAL", 5, minimum=1, default=5),
+            keepalives_count=p.value(get_int, env, "DB_KEEPALIVES_COUNT", 3, minimum=1, default=3),
+        )
+        p.raise_if_any()
+        return settings
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.startswith("postgresql")
+
+    def for_migration(self) -> DatabaseSettings:
+        """The same database with the longer statement (and lock) timeout ``db upgrade`` needs:
+        the advisory lock of a concurrent instance's migration is waited for, within bounds."""
+        longer = self.migration_statement_timeout
+        return replace(self, statement_timeout=longer, lock_timeout=longer)
+
+    def libpq_params(self) -> dict[str, str]:
+        """The timeouts as libpq connection parameters (psycopg ``connect_args``)."""
+        options = (
+            f"-c statement_timeout={_millis(self.statement_timeout)} "
+            f"-c lock_timeout={_millis(self.lock_timeout)}"
+        )
+        return {
+            # libpq takes whole seconds; 0 would mean "wait forever".
+            "connect_timeout": str(max(1, math.ceil(self.connect_timeout))),
+            "options": options,
+            "keepalives": "1",
+            "keepalives_idle": str(self.keepalives_idle),
+            "keepalives_interval": str(self.keepalives_interval),
+            "keepalives_count": str(self.keepalives_count),
+        }
+
+    def bounded_url(self) -> str:
+        """``url`` with the timeouts in its query (PostgreSQL), for code that takes a URL
+        (``db.upgrade``, ``db.current_revision``); SQLite URLs are returned unchanged."""
+        if not self.is_postgresql:
+            return self.url
+        parsed = make_url(self.url)
+        params = self.libpq_params()
+        own = parsed.query.get("options")
+        if own:  # the operator's own -c settings come after ours, so theirs win
+            params["options"] = f"{params['options']} {own if isinstance(own, str) else ' '.join(own)}"
+        return parsed.update_query_dict(params).render_as_string(hide_password=False)
+
+
+def _seconds(p: Problems, env: Mapping[str, str], name: str, default: float) -> float:
+    return p.value(get_float, env, name, default, minimum=0.001, default=default)
+
+
+def _millis(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def on_cloud_foundry(env: Mapping[str, str]) -> bool:

@@ -353,3 +353,30 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def describe_failure(url: str, exc: BaseException) -> str:
+    """One safe line for an operator: which database (host, port, name; never the password)
+    and the driver's own reason, e.g. ``database test at 127.0.0.1:5432: connection refused``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            where = f"sqlite {parsed.database or ':memory:'}"
+        else:
+            where = f"database {parsed.database or '(default)'} at {parsed.host or 'localhost'}:{parsed.port or 5432}"
+        secret = parsed.password
+    except Exception:  # an unparseable URL must still give a line, and never echo it
+        where, secret = "database (unparseable DATABASE_URL)", None
+    cause: BaseException = exc
+    while not isinstance(cause, SQLAlchemyError) and cause.__cause__ is not None:  # our UpstreamError
+        cause = cause.__cause__
+    while getattr(cause, "orig", None) is not None:  # SQLAlchemy's wrapper -> the driver's error
+        cause = cause.orig  # type: ignore[attr-defined]
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    reason = "; ".join(lines[:2]) or type(cause).__name__
+    reason = reason.replace("FATAL:  ", "").replace("ERROR:  ", "")
+    if secret:
+        reason = reason.replace(str(secret), "***")
+    return f"{where}: {reason}"

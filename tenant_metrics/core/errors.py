@@ -51,7 +51,11 @@ class TooManyRequests(TenantMetricsError):
 
 
 class ConfigError(TenantMetricsError):
-    pass
+    """Bad settings; ``problems`` lists each one when several were found in one reading."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 class UpstreamError(TenantMetricsError):

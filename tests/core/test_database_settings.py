@@ -1,0 +1,96 @@
+"""DatabaseSettings: DATABASE_URL and the DB_* timeouts, read once, every bad one named;
+and each part's settings report every problem at once (what `check` prints)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from broker.config import from_env as broker_from_env
+from gateway.config import from_env as gateway_from_env
+from sd.config import OwnerLookupSettings, SdSettings
+from tenant_metrics.core.config import DatabaseSettings
+from tenant_metrics.core.errors import ConfigError
+from tests.conftest import POSTGRES_ADMIN_URL
+
+PG = "postgresql+psycopg://postgres:pw@127.0.0.1:5432/test"
+
+
+def test_defaults() -> None:
+    s = DatabaseSettings.from_env({"DATABASE_URL": PG})
+    assert (s.url, s.connect_timeout, s.statement_timeout, s.migration_statement_timeout) == (PG, 5.0, 5.0, 300.0)
+    assert (s.lock_timeout, s.pool_timeout) == (3.0, 3.0)
+    assert (s.keepalives_idle, s.keepalives_interval, s.keepalives_count) == (10, 5, 3)
+    assert "pw" not in repr(s)
+
+
+def test_every_bad_setting_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        DatabaseSettings.from_env({"DATABASE_URL": PG, "DB_CONNECT_TIMEOUT": "soon", "DB_LOCK_TIMEOUT": "0",
+                                   "DB_KEEPALIVES_COUNT": "0", "DB_POOL_TIMEOUT": "nan"})
+    assert [p.split()[0] for p in caught.value.problems] == [
+        "DB_CONNECT_TIMEOUT", "DB_LOCK_TIMEOUT", "DB_POOL_TIMEOUT", "DB_KEEPALIVES_COUNT"]
+
+
+def test_libpq_params_and_the_migration_variant() -> None:
+    s = DatabaseSettings.from_env({"DATABASE_URL": PG, "DB_CONNECT_TIMEOUT": "0.2", "DB_STATEMENT_TIMEOUT": "2.5",
+                                   "DB_KEEPALIVES_IDLE": "7"})
+    params = s.libpq_params()
+    assert params["connect_timeout"] == "1"  # libpq: whole seconds, never 0 (= forever)
+    assert params["options"] == "-c statement_timeout=2500 -c lock_timeout=3000"
+    assert (params["keepalives"], params["keepalives_idle"]) == ("1", "7")
+    assert s.for_migration().libpq_params()["options"] == "-c statement_timeout=300000 -c lock_timeout=300000"
+
+
+def test_bounded_url_keeps_the_password_and_the_operators_own_options() -> None:
+    s = DatabaseSettings(PG + "?options=-c%20search_path%3Dx&application_name=sd")
+    url = s.bounded_url()
+    assert url.startswith("postgresql+psycopg://postgres:pw@127.0.0.1:5432/test?")
+    assert "application_name=sd" in url and "search_path%3Dx" in url and "connect_timeout=5" in url
+    assert DatabaseSettings("sqlite:///x.db").bounded_url() == "sqlite:///x.db"
+
+
+def test_the_timeouts_reach_a_real_postgresql_session() -> None:
+    base = DatabaseSettings.from_env({"DATABASE_URL": POSTGRES_ADMIN_URL, "DB_STATEMENT_TIMEOUT": "4",
+                                      "DB_LOCK_TIMEOUT": "2", "DB_MIGRATION_STATEMENT_TIMEOUT": "120"})
+    for settings, expected in ((base, ("4s", "2s")), (base.for_migration(), ("2min", "2min"))):
+        engine = create_engine(settings.bounded_url())
+        try:
+            with engine.connect() as conn:
+                shown = (conn.execute(text("SHOW statement_timeout")).scalar(),
+                         conn.execute(text("SHOW lock_timeout")).scalar())
+        finally:
+            engine.dispose()
+        assert shown == expected
+
+
+def test_each_part_names_every_problem_at_once() -> None:
+    env = {"DATABASE_URL": PG, "DB_STATEMENT_TIMEOUT": "x"}
+    with pytest.raises(ConfigError) as gateway:
+        gateway_from_env({**env, "PROMETHEUS_URLS": "ftp://a", "GATEWAY_AUTH_CACHE_SECONDS": "5",
+                          "GATEWAY_MAX_POINTS": "1"})
+    assert [p.split()[0].rstrip(":") for p in gateway.value.problems] == [
+        "GATEWAY_AUTH_CACHE_SECONDS", "DB_STATEMENT_TIMEOUT", "PROMETHEUS_URLS", "GATEWAY_MAX_POINTS"]
+    with pytest.raises(ConfigError) as sd:
+        SdSettings.from_env({**env, "CF_API_URL": "http://cc", "SD_SCRAPE_PORT": "70000"})
+    assert [p.split()[0] for p in sd.value.problems] == [
+        "CF_CLIENT_ID", "CF_CLIENT_SECRET", "AIVEN_SERVICE_PREFIX", "DB_STATEMENT_TIMEOUT", "AIVEN_API_TOKEN",
+        "AIVEN_PROJECT", "AIVEN_PROMETHEUS_ENDPOINT_ID", "SD_SCRAPE_PORT"]
+    with pytest.raises(ConfigError) as broker:
+        broker_from_env({**env, "BROKER_USERNAME": "a:b", "GATEWAY_PUBLIC_URL": "nope"})
+    assert [p.split()[0] for p in broker.value.problems] == [
+        "BROKER_USERNAME", "BROKER_PASSWORD", "GATEWAY_PUBLIC_URL", "DB_STATEMENT_TIMEOUT"]
+    assert str(broker.value) == "; ".join(broker.value.problems)  # str() still reads as one message
+
+
+def test_parts_carry_the_database_settings_they_read() -> None:
+    env = {"DATABASE_URL": PG, "DB_CONNECT_TIMEOUT": "2", "PROMETHEUS_URLS": "http://p:9090",
+           "AIVEN_SERVICE_PREFIX": "cf", "AIVEN_API_TOKEN": "t", "AIVEN_PROJECT": "p",
+           "AIVEN_PROMETHEUS_ENDPOINT_ID": "e", "BROKER_USERNAME": "broker",
+           "BROKER_PASSWORD": "a-long-and-varied-password"}
+    expected = DatabaseSettings.from_env(env)
+    assert expected.connect_timeout == 2.0
+    gateway, sd, broker = gateway_from_env(env), SdSettings.from_env(env), broker_from_env(env)
+    assert gateway.database == sd.database == broker.database == expected
+    assert gateway.database_url == sd.database_url == broker.database_url == PG
+    assert OwnerLookupSettings.from_env(env) == OwnerLookupSettings("cf", expected)
