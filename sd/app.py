@@ -27,6 +27,7 @@ from sd.loop import Discovery
 from sd.metrics import SdMetrics
 from sd.owners import OwnerResolver
 from sd.writer import TargetsState
+from tenant_metrics.core.config import DatabaseSettings
 from tenant_metrics.core.db import make_engine, make_session_factory, session_scope
 
 
@@ -49,33 +50,11 @@ class SdApp:
         self.engine.dispose()
 
 
-def sd_engine(url: str, timeout: float) -> Engine:
-    """sd's engine, every DB wait bounded by ``timeout`` seconds (SD_DB_TIMEOUT_SECONDS).
-
-    PostgreSQL: connect_timeout bounds a connect to a blackholed or stalled server,
-    statement/lock timeouts bound a server that answers but hangs, keepalives and
-    tcp_user_timeout end a connection a real partition cut. pool_recycle=0 gives every
-    unit of work a fresh connection (sd opens a handful per cycle), so a pooled
-    connection caught in a partition is never waited on again: a blackhole costs at most
-    connect_timeout per DB call. SQLite's busy timeout is set by make_engine.
-    """
-    if not url.startswith("postgresql"):
-        return make_engine(url)
-    seconds = max(2, int(timeout + 0.999))  # libpq counts whole seconds, at least 2
-    return make_engine(
-        url,
-        pool_recycle=0,
-        pool_timeout=timeout,
-        connect_args={
-            "connect_timeout": seconds,
-            "options": f"-c statement_timeout={seconds * 1000} -c lock_timeout={seconds * 1000}",
-            "keepalives": 1,
-            "keepalives_idle": seconds,
-            "keepalives_interval": max(1, seconds // 3),
-            "keepalives_count": 3,
-            "tcp_user_timeout": seconds * 1000,
-        },
-    )
+def sd_engine(database: DatabaseSettings) -> Engine:
+    """sd's engine: every wait bounded by the DB_* timeouts (tenant_metrics.core.db), and a
+    fresh connection per unit of work (``pool_recycle=0``: sd opens a handful per cycle),
+    so a pooled connection caught in a partition is never waited on again."""
+    return make_engine(database.url, database.timeouts(), pool_recycle=0)
 
 
 def _drop_confirmed(
@@ -109,7 +88,7 @@ def build(
             if settings.dns_overrides_file
             else system_resolver
         )
-    engine = sd_engine(settings.database_url, settings.db_timeout_seconds)
+    engine = sd_engine(settings.database)
     sessions = make_session_factory(engine)
     aiven = AivenClient(
         settings.aiven_api_url,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tenant_metrics.core.config import DatabaseSettings
 from tenant_metrics.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def _owner(args: argparse.Namespace, settings: OwnerLookupSettings) -> int:
         out["reason"] = f"name is not '{prefix}-<cf service instance guid>'; sd ignores it"
         print(json.dumps(out, indent=2))
         return 1
-    engine = make_engine(settings.database.bounded_url())
+    engine = make_engine(settings.database.url, settings.database.timeouts())
     try:
         with session_scope(make_session_factory(engine)) as session:
             row = store.load_one(session, guid)
@@ -253,10 +254,10 @@ def _register_confirm_drop(sd_sub: Any) -> None:
         help="how long the confirmation holds (default 600: every instance's next cycle)",
     )
     confirm.add_argument("--by", help="who confirms, for the record (default: user@host)")
-    confirm.set_defaults(func=_confirm_drop)
+    confirm.set_defaults(func=_confirm_drop, settings=DatabaseSettings.from_env)
 
 
-def _confirm_drop(args: argparse.Namespace) -> int:
+def _confirm_drop(args: argparse.Namespace, database: DatabaseSettings) -> int:
     import getpass
     import socket
     from datetime import UTC, datetime, timedelta
@@ -265,15 +266,13 @@ def _confirm_drop(args: argparse.Namespace) -> int:
 
     from sd import dropconfirm
     from sd.app import sd_engine
-    from tenant_metrics.core.config import database_url, get_float
     from tenant_metrics.core.db import make_session_factory, session_scope
     from tenant_metrics.core.errors import UpstreamError
 
     if not 0 < args.valid_for <= 86400:
         raise ConfigError("--valid-for must be between 0 and 86400 seconds")
     by = args.by or f"{getpass.getuser()}@{socket.gethostname()}"
-    timeout = get_float(os.environ, "SD_DB_TIMEOUT_SECONDS", 10.0, minimum=1.0)
-    engine = sd_engine(database_url(os.environ), timeout)
+    engine = sd_engine(database)
     try:
         with session_scope(make_session_factory(engine), write=True) as session:
             row = dropconfirm.confirm(

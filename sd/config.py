@@ -48,7 +48,6 @@ class SdSettings:
     max_target_drop: float = 0.5
     drop_min_targets: int = 5
     drop_confirm_cycles: int = 6
-    db_timeout_seconds: float = 10.0
 
     @property
     def database_url(self) -> str:
@@ -146,11 +145,10 @@ class _GuardEnv(TypedDict):
     max_target_drop: float
     drop_min_targets: int
     drop_confirm_cycles: int
-    db_timeout_seconds: float
 
 
 def _guard_settings(env: Mapping[str, str]) -> _GuardEnv:
-    """The mass-deletion guard (sd/guard.py) and sd's bound on each DB wait."""
+    """The mass-deletion guard (sd/guard.py)."""
     share = get_float(env, "SD_MAX_TARGET_DROP", 0.5, minimum=0.0)
     if share > 1.0:
         raise ConfigError(f"SD_MAX_TARGET_DROP is a share between 0 and 1, got {share}")
@@ -158,5 +156,4 @@ def _guard_settings(env: Mapping[str, str]) -> _GuardEnv:
         "max_target_drop": share,
         "drop_min_targets": get_int(env, "SD_DROP_MIN_TARGETS", 5, minimum=0),
         "drop_confirm_cycles": get_int(env, "SD_DROP_CONFIRM_CYCLES", 6, minimum=1),
-        "db_timeout_seconds": get_float(env, "SD_DB_TIMEOUT_SECONDS", 10.0, minimum=1.0),
     }

@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy.engine import make_url
-
 from tenant_metrics.core.bindings import candidates, database_url_from_bindings, read_vcap_services
+from tenant_metrics.core.db import Timeouts
 from tenant_metrics.core.errors import ConfigError
 
 DEFAULT_SQLITE_FILE = "tenant-metrics.sqlite3"
@@ -102,39 +101,18 @@ class DatabaseSettings:
     def is_postgresql(self) -> bool:
         return self.url.startswith("postgresql")
 
-    def for_migration(self) -> DatabaseSettings:
-        """The same database with the longer statement (and lock) timeout ``db upgrade`` needs:
-        the advisory lock of a concurrent instance's migration is waited for, within bounds."""
-        longer = self.migration_statement_timeout
-        return replace(self, statement_timeout=longer, lock_timeout=longer)
-
-    def libpq_params(self) -> dict[str, str]:
-        """The timeouts as libpq connection parameters (psycopg ``connect_args``)."""
-        options = (
-            f"-c statement_timeout={_millis(self.statement_timeout)} "
-            f"-c lock_timeout={_millis(self.lock_timeout)}"
+    def timeouts(self) -> Timeouts:
+        """What ``db.make_engine`` applies (``db upgrade`` takes ``timeouts().for_migrations()``)."""
+        return Timeouts(
+            connect_timeout=self.connect_timeout,
+            statement_timeout=self.statement_timeout,
+            lock_timeout=self.lock_timeout,
+            pool_timeout=self.pool_timeout,
+            keepalives_idle=self.keepalives_idle,
+            keepalives_interval=self.keepalives_interval,
+            keepalives_count=self.keepalives_count,
+            migration_statement_timeout=self.migration_statement_timeout,
         )
-        return {
-            # libpq takes whole seconds; 0 would mean "wait forever".
-            "connect_timeout": str(max(1, math.ceil(self.connect_timeout))),
-            "options": options,
-            "keepalives": "1",
-            "keepalives_idle": str(self.keepalives_idle),
-            "keepalives_interval": str(self.keepalives_interval),
-            "keepalives_count": str(self.keepalives_count),
-        }
-
-    def bounded_url(self) -> str:
-        """``url`` with the timeouts in its query (PostgreSQL), for code that takes a URL
-        (``db.upgrade``, ``db.current_revision``); SQLite URLs are returned unchanged."""
-        if not self.is_postgresql:
-            return self.url
-        parsed = make_url(self.url)
-        params = self.libpq_params()
-        own = parsed.query.get("options")
-        if own:  # the operator's own -c settings come after ours, so theirs win
-            params["options"] = f"{params['options']} {own if isinstance(own, str) else ' '.join(own)}"
-        return parsed.update_query_dict(params).render_as_string(hide_password=False)
 
 
 def _seconds(p: Problems, env: Mapping[str, str], name: str, default: float) -> float:

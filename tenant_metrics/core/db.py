@@ -344,10 +344,10 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def current_revision(url: str) -> str | None:
+def current_revision(url: str, timeouts: Timeouts | None = None) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    engine = make_engine(url)
+    engine = make_engine(url, timeouts)
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()

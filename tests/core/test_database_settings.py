@@ -4,11 +4,12 @@ and each part's settings report every problem at once (what `check` prints)."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from broker.config import from_env as broker_from_env
 from gateway.config import from_env as gateway_from_env
 from sd.config import OwnerLookupSettings, SdSettings
+from tenant_metrics.core import db
 from tenant_metrics.core.config import DatabaseSettings
 from tenant_metrics.core.errors import ConfigError
 from tests.conftest import POSTGRES_ADMIN_URL
@@ -32,29 +33,22 @@ def test_every_bad_setting_is_named_at_once() -> None:
         "DB_CONNECT_TIMEOUT", "DB_LOCK_TIMEOUT", "DB_POOL_TIMEOUT", "DB_KEEPALIVES_COUNT"]
 
 
-def test_libpq_params_and_the_migration_variant() -> None:
+def test_settings_become_the_engines_timeouts() -> None:
     s = DatabaseSettings.from_env({"DATABASE_URL": PG, "DB_CONNECT_TIMEOUT": "0.2", "DB_STATEMENT_TIMEOUT": "2.5",
                                    "DB_KEEPALIVES_IDLE": "7"})
-    params = s.libpq_params()
-    assert params["connect_timeout"] == "1"  # libpq: whole seconds, never 0 (= forever)
-    assert params["options"] == "-c statement_timeout=2500 -c lock_timeout=3000"
-    assert (params["keepalives"], params["keepalives_idle"]) == ("1", "7")
-    assert s.for_migration().libpq_params()["options"] == "-c statement_timeout=300000 -c lock_timeout=300000"
-
-
-def test_bounded_url_keeps_the_password_and_the_operators_own_options() -> None:
-    s = DatabaseSettings(PG + "?options=-c%20search_path%3Dx&application_name=sd")
-    url = s.bounded_url()
-    assert url.startswith("postgresql+psycopg://postgres:pw@127.0.0.1:5432/test?")
-    assert "application_name=sd" in url and "search_path%3Dx" in url and "connect_timeout=5" in url
-    assert DatabaseSettings("sqlite:///x.db").bounded_url() == "sqlite:///x.db"
+    params = s.timeouts().postgres_connect_args()
+    assert params["connect_timeout"] == 2  # libpq: whole seconds, and less than 2 counts as 2
+    assert "-c statement_timeout=2500 -c lock_timeout=3000" in params["options"]
+    assert (params["keepalives"], params["keepalives_idle"]) == (1, 7)
+    migration = s.timeouts().for_migrations().postgres_connect_args()["options"]
+    assert "-c statement_timeout=300000 -c lock_timeout=300000" in migration
 
 
 def test_the_timeouts_reach_a_real_postgresql_session() -> None:
     base = DatabaseSettings.from_env({"DATABASE_URL": POSTGRES_ADMIN_URL, "DB_STATEMENT_TIMEOUT": "4",
                                       "DB_LOCK_TIMEOUT": "2", "DB_MIGRATION_STATEMENT_TIMEOUT": "120"})
-    for settings, expected in ((base, ("4s", "2s")), (base.for_migration(), ("2min", "2min"))):
-        engine = create_engine(settings.bounded_url())
+    for timeouts, expected in ((base.timeouts(), ("4s", "2s")), (base.timeouts().for_migrations(), ("2min", "2min"))):
+        engine = db.make_engine(base.url, timeouts)
         try:
             with engine.connect() as conn:
                 shown = (conn.execute(text("SHOW statement_timeout")).scalar(),

@@ -61,7 +61,7 @@ def test_confirm_drop_without_a_database_says_so(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"postgresql+psycopg://postgres:db-secret@127.0.0.1:{port}/nope"
-    done = _run(tmp_path, DATABASE_URL=url, SD_DB_TIMEOUT_SECONDS="2")
+    done = _run(tmp_path, DATABASE_URL=url, DB_CONNECT_TIMEOUT="2", DB_STATEMENT_TIMEOUT="2")
     assert done.returncode == 1
     assert "database error" in done.stderr and "nothing confirmed" in done.stderr
     assert "Traceback" not in done.stderr and "db-secret" not in done.stdout + done.stderr

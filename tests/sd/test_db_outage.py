@@ -87,7 +87,7 @@ def test_blackholed_database_costs_a_bounded_wait_and_keeps_the_targets(
         h = Harness(url, fake_aiven, fake_cc, tmp_path)
         try:
             t = h.tenant(integrated=True)
-            app = h.app(SD_DB_TIMEOUT_SECONDS="2")
+            app = h.app(DB_CONNECT_TIMEOUT="2", DB_STATEMENT_TIMEOUT="2")
             assert app.discovery.run_cycle().ok
             good = h.targets_file.read_bytes()
             h.tenant(integrated=True)  # a change that must not half-appear

@@ -131,27 +131,16 @@ BASE_ENV = {
 
 def test_settings_defaults_and_overrides() -> None:
     s = SdSettings.from_env(BASE_ENV)
-    assert (s.max_target_drop, s.drop_min_targets, s.drop_confirm_cycles, s.db_timeout_seconds) == (
-        0.5,
-        5,
-        6,
-        10.0,
-    )
+    assert (s.max_target_drop, s.drop_min_targets, s.drop_confirm_cycles) == (0.5, 5, 6)
     s = SdSettings.from_env(
         {
             **BASE_ENV,
             "SD_MAX_TARGET_DROP": "0.3",
             "SD_DROP_MIN_TARGETS": "0",
             "SD_DROP_CONFIRM_CYCLES": "2",
-            "SD_DB_TIMEOUT_SECONDS": "3",
         }
     )
-    assert (s.max_target_drop, s.drop_min_targets, s.drop_confirm_cycles, s.db_timeout_seconds) == (
-        0.3,
-        0,
-        2,
-        3.0,
-    )
+    assert (s.max_target_drop, s.drop_min_targets, s.drop_confirm_cycles) == (0.3, 0, 2)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +151,6 @@ def test_settings_defaults_and_overrides() -> None:
         ("SD_MAX_TARGET_DROP", "half"),
         ("SD_DROP_CONFIRM_CYCLES", "0"),
         ("SD_DROP_MIN_TARGETS", "-1"),
-        ("SD_DB_TIMEOUT_SECONDS", "0.5"),
     ],
 )
 def test_bad_guard_settings_are_named(name: str, value: str) -> None:
