@@ -13,6 +13,10 @@ from openbrokerapi.service_broker import Service
 from broker.config import CatalogSettings
 from tenant_metrics.core.labels import Scope
 
+# The marketplace icon (cf marketplace, Stratos, Apps Manager): inline, so it needs no
+# host of its own and cannot break when one moves. A line chart on blue, 64x64 SVG.
+IMAGE_URL = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHZpZXdCb3g9IjAgMCA2NCA2NCI+PHJlY3Qgd2lkdGg9IjY0IiBoZWlnaHQ9IjY0IiByeD0iMTIiIGZpbGw9IiMxZDRlZDgiLz48cGF0aCBkPSJNMTAgNDYgTDI0IDMwIEwzNCAzOCBMNTIgMTYiIGZpbGw9Im5vbmUiIHN0cm9rZT0iI2ZmZiIgc3Ryb2tlLXdpZHRoPSI1IiBzdHJva2UtbGluZWNhcD0icm91bmQiIHN0cm9rZS1saW5lam9pbj0icm91bmQiLz48Y2lyY2xlIGN4PSI1MiIgY3k9IjE2IiByPSI0IiBmaWxsPSIjZmJiZjI0Ii8+PC9zdmc+"
+
 # This service takes no parameters: the JSON schema says so, and the broker refuses any.
 NO_PARAMETERS_SCHEMA: Mapping[str, Any] = MappingProxyType(
     {
@@ -98,6 +102,7 @@ class Catalog:
                     "API that Grafana, promtool and the Prometheus UI can use unchanged."
                 ),
                 providerDisplayName="Cloud Foundry platform team",
+                imageUrl=IMAGE_URL,
                 documentationUrl=self.documentation_url,
                 supportUrl=self.support_url,
                 shareable=False,

@@ -9,3 +9,5 @@ Layers, from the ground up (tests/core/test_layout.py enforces them):
 - ``tenant_metrics.cli``, ``tenant_metrics.demo``, ``tenant_metrics.world``: above the
   parts; they may use all of them.
 """
+
+__version__ = "0.1.0"  # the one place; pyproject.toml reads it (the apps run from source on CF)

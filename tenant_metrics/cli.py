@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from tenant_metrics import __version__
 from tenant_metrics.core import jsonlog
 from tenant_metrics.core.config import DatabaseSettings
 from tenant_metrics.core.errors import ConfigError, InvalidInput, TenantMetricsError, UpstreamError
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from the environment (see docs/operations.md). "
         "DATABASE_URL defaults to a SQLite file in the working directory.",
     )
+    parser.add_argument("--version", action="version", version=f"tenant-metrics {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     db_parser = sub.add_parser("db", help="database schema: upgrade, current")

@@ -30,7 +30,7 @@ def test_flags_and_metadata() -> None:
     assert service["instances_retrievable"] is True and service["bindings_retrievable"] is False
     assert service["allow_context_updates"] is True
     meta = service["metadata"]
-    for key in ("displayName", "longDescription", "documentationUrl", "providerDisplayName", "supportUrl"):
+    for key in ("displayName", "longDescription", "documentationUrl", "providerDisplayName", "supportUrl", "imageUrl"):
         assert isinstance(meta[key], str) and meta[key]
     assert meta["documentationUrl"].endswith("/docs/tenant-guide.md")
     for plan in service["plans"]:
@@ -47,3 +47,15 @@ def test_scope_lookup_and_overrides() -> None:
     assert catalog.plan_id_of(Scope.ORG) == "b"
     osb = _to_dict(catalog.to_osb())
     assert osb["id"] == "s" and osb["name"] == "m" and [p["id"] for p in osb["plans"]] == ["a", "b"]
+
+
+def test_marketplace_icon_is_an_inline_svg() -> None:
+    import base64
+
+    from broker.catalog import IMAGE_URL
+
+    prefix = "data:image/svg+xml;base64,"
+    assert IMAGE_URL.startswith(prefix)
+    svg = base64.b64decode(IMAGE_URL[len(prefix):]).decode()
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert "<script" not in svg and "href" not in svg  # nothing active or remote in an icon
