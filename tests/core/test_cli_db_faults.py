@@ -20,8 +20,8 @@ from sqlalchemy.exc import OperationalError
 from tenant_metrics.core import db
 from tenant_metrics.core.config import DatabaseSettings
 from tenant_metrics.fakes.tcpproxy import FaultProxy
+from tenant_metrics.world import free_port
 from tests.conftest import _drop_postgres_database, _new_postgres_database
-from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-Pa55word-never-shown"
