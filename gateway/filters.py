@@ -211,10 +211,10 @@ def tenant_rule(rule: dict[str, Any], matcher: TenantMatcher) -> dict[str, Any] 
     if rule.get("type") != "alerting":
         return None
     labels = _field(rule, "labels", dict)
+    own = _own_alerts(rule, matcher)  # first: a malformed answer is an error, whatever the rule
     audience = labels.get("audience")
     if audience == "platform" or names_another_tenant(rule, matcher):
         return None
-    own = _own_alerts(rule, matcher)
     if not own and audience != "tenant":
         return None
     states = {alert.get("state") for alert in own}
