@@ -21,11 +21,12 @@ from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict
 
 from gateway.enforce import METRIC_NAME, LimitExceeded
+from gateway.filters import RuleQuery
 from tenant_metrics.core.errors import InvalidInput
 
 __all__ = [
     "LimitExceeded", "Params", "Rebuilt", "instant_time", "limit", "metric_name", "parse_duration", "parse_limit",
-    "parse_time", "query_timeout", "range_window", "read_params", "time_range",
+    "parse_time", "query_timeout", "range_window", "read_params", "rule_query", "time_range",
 ]
 
 Rebuilt = list[tuple[str, str]]  # upstream parameters, in order, from validated values only
@@ -198,3 +199,26 @@ def metric_name(params: Params) -> str | None:
     if metric is not None and not METRIC_NAME.match(metric):
         raise InvalidInput('invalid parameter "metric"')
     return metric
+
+
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})  # Go's strconv.ParseBool, as Prometheus
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def rule_query(params: Params) -> RuleQuery:
+    """The filters of /api/v1/rules; applied by the gateway after its own, never sent upstream.
+
+    ``exclude_alerts`` (Prometheus 2.49+; 2.42 ignores it) is applied by the gateway too."""
+    kind = params.single("type")
+    if kind is not None and kind not in ("alert", "record"):
+        raise InvalidInput(f'invalid parameter "type": not supported value {kind[:64]!r}')
+    exclude = params.single("exclude_alerts")
+    if exclude is not None and exclude not in _TRUE | _FALSE:
+        raise InvalidInput('invalid parameter "exclude_alerts": must be true or false')
+    return RuleQuery(
+        type=kind,
+        names=frozenset(params.many("rule_name[]")),
+        groups=frozenset(params.many("rule_group[]")),
+        files=frozenset(params.many("file[]")),
+        exclude_alerts=exclude in _TRUE,
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -174,16 +175,27 @@ class PrometheusApi:
         """The version only: what Grafana asks to choose its query features."""
         return await self.relay.relay(request, "/api/v1/status/buildinfo", [], method="GET")
 
-    async def rules(self, request: web.Request) -> web.StreamResponse:
-        """Tenants own no recording or alerting rules: their filtered view is empty.
+    async def _alerting_rules(self, request: web.Request) -> dict[str, Any]:
+        """Prometheus's alerting rules with their instances; only the constant ``type=alert``
+        is sent: the tenant's own filters are applied here, after the tenant's filter."""
+        answer = await self.relay.fetch_json(request, "/api/v1/rules", [("type", "alert")])
+        if answer is None:
+            raise UpstreamError("Prometheus could not list rules")
+        return cast(dict[str, Any], answer)
 
-        The platform's rules are not shown: their expressions and annotations may name
-        other tenants."""
-        return success({"groups": []})
+    async def rules(self, request: web.Request) -> web.StreamResponse:
+        """The alerting rules the tenant may see, with only its own instances (filters.tenant_rules)."""
+        wanted = p.rule_query(await p.read_params(request))
+        if wanted.type == "record":  # tenants see no recording rule: no need to ask
+            return success({"groups": []})
+        answer = await self._alerting_rules(request)
+        return success(filters.tenant_rules(answer, request[TENANT].matcher, wanted))
 
     async def alerts(self, request: web.Request) -> web.StreamResponse:
-        """Empty for the same reason as /rules: no alert belongs to a tenant."""
-        return success({"alerts": []})
+        """The tenant's own pending and firing alerts, of the rules /api/v1/rules shows it."""
+        await p.read_params(request)  # a malformed body is a 400 here too
+        answer = await self._alerting_rules(request)
+        return success(filters.tenant_alerts(answer, request[TENANT].matcher))
 
     async def refused(self, request: web.Request) -> web.StreamResponse:
         raise unrouted(request.match_info["rest"])

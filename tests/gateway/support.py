@@ -48,6 +48,55 @@ TARGETS = {
 }
 
 
+def _alert(space: str, org: str, state: str) -> dict[str, Any]:
+    return {
+        "labels": {"alertname": "AivenSearchClusterRed", "audience": "tenant", "severity": "critical",
+                   "cf_space_guid": space, "cf_organization_guid": org},
+        "annotations": {"summary": f"{space}: search cluster is red"},
+        "state": state, "activeAt": "2026-12-04T19:00:00Z", "value": "3e+00",
+    }
+
+
+# What Prometheus answers for /api/v1/rules?type=alert: one rule firing for space-a (org-1) and
+# pending for space-b (org-2); a platform rule firing for space-a; a rule pinned to space-b.
+RULES = {
+    "status": "success",
+    "data": {
+        "groups": [
+            {
+                "name": "aiven-search-alerts",
+                "file": "/etc/prometheus/rules/aiven-search-alerts.yml",
+                "rules": [
+                    {
+                        "state": "firing", "name": "AivenSearchClusterRed",
+                        "query": "max by (cf_space_guid, cf_organization_guid) (opensearch_cluster_health_status_code) >= 3",
+                        "duration": 300, "labels": {"audience": "tenant", "severity": "critical"},
+                        "annotations": {"summary": "{{ $labels.cf_space_guid }}: search cluster is red"},
+                        "alerts": [_alert("space-a", "org-1", "firing"), _alert("space-b", "org-2", "pending")],
+                        "health": "ok", "evaluationTime": 0.002, "lastEvaluation": "2026-12-04T19:05:00Z",
+                        "type": "alerting",
+                    },
+                    {
+                        "state": "firing", "name": "GatewayScrapeSlow", "query": "scrape_duration_seconds > 5",
+                        "duration": 60, "labels": {"audience": "platform"}, "annotations": {"summary": "platform only"},
+                        "alerts": [_alert("space-a", "org-1", "firing")],
+                        "health": "ok", "evaluationTime": 0.001, "lastEvaluation": "2026-12-04T19:05:00Z",
+                        "type": "alerting",
+                    },
+                    {
+                        "state": "inactive", "name": "SpaceBSpecial", "query": 'up{cf_space_guid="space-b"} == 0',
+                        "duration": 60, "labels": {"audience": "tenant"}, "annotations": {"summary": "space-b only"},
+                        "alerts": [], "health": "ok", "evaluationTime": 0.001,
+                        "lastEvaluation": "2026-12-04T19:05:00Z", "type": "alerting",
+                    },
+                ],
+                "interval": 60, "limit": 0, "evaluationTime": 0.004, "lastEvaluation": "2026-12-04T19:05:00Z",
+            },
+        ],
+    },
+}
+
+
 class RecordingUpstream:
     """A WSGI app that records every request and answers like Prometheus (canned data)."""
 
@@ -56,6 +105,7 @@ class RecordingUpstream:
         self.requests: list[Recorded] = []
         self.fail_status: int | None = None
         self.fail_body: bytes = b'{"status":"error","errorType":"internal","error":"boom"}'
+        self.rules: Any = RULES  # the /api/v1/rules answer (any JSON value, to test bad ones)
         self._lock = threading.Lock()
 
     def paths(self) -> list[str]:
@@ -88,6 +138,8 @@ class RecordingUpstream:
         data: Any
         if rec.path == "/api/v1/targets":
             payload = TARGETS
+        elif rec.path == "/api/v1/rules":
+            payload = self.rules
         elif rec.path == "/api/v1/targets/metadata" and rec.get("metric"):
             # With ?metric=, Prometheus leaves "metric" out of each entry.
             payload = {"status": "success", "data": [

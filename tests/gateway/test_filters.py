@@ -140,3 +140,240 @@ def test_fold_metadata(answer: dict[str, Any] | None, metric: str | None, limit:
 def test_fold_metadata_of_an_unexpected_shape_is_an_upstream_error(data: Any) -> None:
     with pytest.raises(UpstreamError, match="unexpected response"):
         fold_metadata({"status": "success", "data": data}, None, None)
+
+
+# --- alerting rules and alerts (tenant_rules, tenant_alerts) ------------------------------
+
+from gateway.filters import RuleQuery, names_another_tenant, tenant_alerts, tenant_rules  # noqa: E402
+
+ORG_1 = TenantMatcher("cf_organization_guid", "org-1")
+SPACE_B = TenantMatcher("cf_space_guid", "space-b")
+OWNED = "max by (cf_space_guid, cf_organization_guid) (health_status) >= 3"
+
+
+def _inst(space: str, org: str, state: str = "firing", **extra: str) -> dict[str, Any]:
+    return {
+        "labels": {"alertname": "Red", "cf_space_guid": space, "cf_organization_guid": org, **extra},
+        "annotations": {"summary": f"{space} is red"},
+        "state": state,
+        "activeAt": "2026-12-04T19:00:00Z",
+        "value": "3e+00",
+    }
+
+
+def _rule(name: str = "Red", query: str = OWNED, alerts: list[Any] | None = None, labels: dict[str, str] | None = None,
+          annotations: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "state": "firing" if alerts else "inactive",
+        "name": name,
+        "query": query,
+        "duration": 300,
+        "labels": labels if labels is not None else {"severity": "critical"},
+        "annotations": annotations if annotations is not None else {"summary": "{{ $labels.cf_space_guid }} red"},
+        "alerts": alerts or [],
+        "health": "ok",
+        "evaluationTime": 0.0021,
+        "lastEvaluation": "2026-12-04T19:05:00Z",
+        "type": "alerting",
+        **extra,
+    }
+
+
+def _record(name: str = "job:up:sum") -> dict[str, Any]:
+    return {"name": name, "query": "sum by (job) (up)", "labels": {}, "health": "ok", "evaluationTime": 0.001,
+            "lastEvaluation": "2026-12-04T19:05:00Z", "type": "recording"}
+
+
+def _group(*rules: Any, name: str = "g", file: str = "/etc/prometheus/rules.yml") -> dict[str, Any]:
+    return {"name": name, "file": file, "rules": list(rules), "interval": 60, "limit": 0,
+            "evaluationTime": 0.004, "lastEvaluation": "2026-12-04T19:05:00Z"}
+
+
+def _rules(*groups: Any) -> dict[str, Any]:
+    return {"status": "success", "data": {"groups": list(groups)}}
+
+
+def _names(shown: dict[str, Any]) -> list[tuple[str, str, str, list[str]]]:
+    """(group, rule, state, the instances' spaces) of every rule shown."""
+    return [(g["name"], r["name"], r["state"], [a["labels"]["cf_space_guid"] for a in r.get("alerts", [])])
+            for g in shown["groups"] for r in g["rules"]]
+
+
+TENANT_AUDIENCE = {"audience": "tenant", "severity": "critical"}
+A_FIRING, B_FIRING = _inst("space-a", "org-1"), _inst("space-b", "org-2")
+A_PENDING, B_PENDING = _inst("space-a", "org-1", "pending"), _inst("space-b", "org-2", "pending")
+C_FIRING = _inst("space-c", "org-1")
+
+# (groups, matcher, (group, rule, state, instances' spaces) shown)
+RULES = [
+    # Instances of two tenants: each sees its own only, the state recomputed from them.
+    ([_group(_rule(alerts=[A_FIRING, B_PENDING]))], SPACE_A, [("g", "Red", "firing", ["space-a"])]),
+    ([_group(_rule(alerts=[A_FIRING, B_PENDING]))], SPACE_B, [("g", "Red", "pending", ["space-b"])]),
+    ([_group(_rule(alerts=[A_PENDING, B_FIRING]))], SPACE_A, [("g", "Red", "pending", ["space-a"])]),
+    # An org tenant sees every space of its org, and no other org's.
+    ([_group(_rule(alerts=[A_FIRING, B_FIRING, C_FIRING]))], ORG_1, [("g", "Red", "firing", ["space-a", "space-c"])]),
+    ([_group(_rule(alerts=[B_FIRING]))], ORG_1, []),
+    # Without instances of the tenant's and without audience: tenant, nothing is shown.
+    ([_group(_rule(alerts=[B_FIRING]))], SPACE_A, []),
+    ([_group(_rule())], SPACE_A, []),
+    # audience: tenant shows while inactive, with no instances; or with only the tenant's.
+    ([_group(_rule(labels=TENANT_AUDIENCE))], SPACE_A, [("g", "Red", "inactive", [])]),
+    ([_group(_rule(labels=TENANT_AUDIENCE, alerts=[B_FIRING]))], SPACE_A, [("g", "Red", "inactive", [])]),
+    ([_group(_rule(labels=TENANT_AUDIENCE, alerts=[B_FIRING, A_PENDING]))], SPACE_A,
+     [("g", "Red", "pending", ["space-a"])]),
+    # audience: platform never shows, even with the tenant's instances.
+    ([_group(_rule(labels={"audience": "platform"}, alerts=[A_FIRING]))], SPACE_A, []),
+    # Recording rules never show.
+    ([_group(_record(), _rule(alerts=[A_FIRING]))], SPACE_A, [("g", "Red", "firing", ["space-a"])]),
+    ([_group(_record())], SPACE_A, []),
+    # A rule pinned to another tenant never shows, not even its instances carrying ours.
+    ([_group(_rule(query='up{cf_space_guid="space-b"} == 0', labels=TENANT_AUDIENCE, alerts=[A_FIRING]))],
+     SPACE_A, []),
+    ([_group(_rule(query='up{cf_space_guid=~"space-a|space-b"} == 0', labels=TENANT_AUDIENCE))], SPACE_A, []),
+    ([_group(_rule(query='up{cf_space_guid!="space-b"} == 0', alerts=[A_FIRING]))], SPACE_A, []),
+    ([_group(_rule(query='up{cf_service_instance_name="orders"} == 0', alerts=[A_FIRING]))], SPACE_A, []),
+    ([_group(_rule(query='up{aiven_service_name="tm-b"} == 0', alerts=[A_FIRING]))], SPACE_A, []),
+    # ... nor one with another tenant's static owner label, nor one that writes an owner label.
+    ([_group(_rule(labels={"audience": "tenant", "cf_space_guid": "space-b"}))], SPACE_A, []),
+    ([_group(_rule(query='label_replace(up, "cf_space_guid", "space-b", "", "") == 0', alerts=[A_FIRING]))],
+     SPACE_A, []),
+    # A space tenant cannot tell its own org's GUID from another's: an org pin is refused.
+    ([_group(_rule(query='up{cf_organization_guid="org-1"} == 0', alerts=[A_FIRING]))], SPACE_A, []),
+    # An expression that cannot be read is refused (fail closed).
+    ([_group(_rule(query="up{", labels=TENANT_AUDIENCE))], SPACE_A, []),
+    # Pinning the tenant's own value is fine; so are matchers that name no tenant.
+    ([_group(_rule(query='up{cf_space_guid="space-a"} == 0', labels=TENANT_AUDIENCE))], SPACE_A,
+     [("g", "Red", "inactive", [])]),
+    ([_group(_rule(query='up{cf_space_guid="space-a"} == 0', labels=TENANT_AUDIENCE))], SPACE_B, []),
+    ([_group(_rule(labels={"audience": "tenant", "cf_space_guid": "space-a"}))], SPACE_A,
+     [("g", "Red", "inactive", [])]),
+    ([_group(_rule(query='up{cf_space_guid!="", aiven_service_type=~"opensearch|x"} == 0', alerts=[A_FIRING]))],
+     SPACE_A, [("g", "Red", "firing", ["space-a"])]),
+    # Only pending and firing instances; an exact label value, not a prefix or a regex.
+    ([_group(_rule(alerts=[_inst("space-a", "o", "inactive"), _inst("space-ab", "o"), _inst(".*", "o"),
+                           _inst("SPACE-A", "o")]))], SPACE_A, []),
+    # Groups that end up empty are dropped; order is kept.
+    ([_group(_rule(alerts=[B_FIRING]), name="g1"), _group(_rule("R2", alerts=[A_FIRING]), _rule("R3", alerts=[A_PENDING]),
+                                                          name="g2")],
+     SPACE_A, [("g2", "R2", "firing", ["space-a"]), ("g2", "R3", "pending", ["space-a"])]),
+    ([], SPACE_A, []),
+]
+
+
+@pytest.mark.parametrize(("groups", "matcher", "shown"), RULES)
+def test_tenant_rules(groups: list[Any], matcher: TenantMatcher, shown: list[Any]) -> None:
+    assert _names(tenant_rules(_rules(*groups), matcher, RuleQuery())) == shown
+
+
+def test_a_shown_rule_keeps_prometheus_shape_and_drops_what_names_others() -> None:
+    rule = _rule(alerts=[A_FIRING, B_FIRING], lastError="vector contains metrics with the same labelset "
+                 '{cf_space_guid="space-b"}', health="err", keepFiringFor=0)
+    got = tenant_rules(_rules(_group(rule)), SPACE_A, RuleQuery())
+    group = got["groups"][0]
+    assert set(group) == {"name", "file", "rules", "interval", "limit", "evaluationTime", "lastEvaluation"}
+    assert (group["file"], group["interval"], group["evaluationTime"]) == ("/etc/prometheus/rules.yml", 60, 0)
+    shown = group["rules"][0]
+    assert shown == {
+        "state": "firing", "name": "Red", "query": OWNED, "duration": 300, "keepFiringFor": 0,
+        "labels": {"severity": "critical"}, "annotations": {}, "alerts": [A_FIRING], "health": "err",
+        "evaluationTime": 0, "lastEvaluation": "2026-12-04T19:05:00Z", "type": "alerting",
+    }
+    assert "space-b" not in repr(got)
+    assert rule["alerts"] == [A_FIRING, B_FIRING]  # the input is not changed
+
+
+def test_rule_annotations_show_only_for_audience_tenant() -> None:
+    annotations = {"summary": "red", "runbook": "https://runbooks/red"}
+    tenant = tenant_rules(_rules(_group(_rule(labels=TENANT_AUDIENCE, annotations=annotations))), SPACE_A, RuleQuery())
+    assert tenant["groups"][0]["rules"][0]["annotations"] == annotations
+    other = tenant_rules(_rules(_group(_rule(annotations=annotations, alerts=[A_FIRING]))), SPACE_A, RuleQuery())
+    assert other["groups"][0]["rules"][0]["annotations"] == {}
+    assert other["groups"][0]["rules"][0]["alerts"][0]["annotations"] == A_FIRING["annotations"]
+
+
+TWO_GROUPS = _rules(
+    _group(_rule("Red", alerts=[A_FIRING]), _rule("Yellow", labels=TENANT_AUDIENCE), _record(), name="g1", file="/a.yml"),
+    _group(_rule("Red", alerts=[A_PENDING]), _rule("Secret", alerts=[B_FIRING]), name="g2", file="/b.yml"),
+)
+
+# (query parameters, what SPACE_A sees)
+PARAMETERS = [
+    (RuleQuery(), [("g1", "Red", "firing", ["space-a"]), ("g1", "Yellow", "inactive", []),
+                   ("g2", "Red", "pending", ["space-a"])]),
+    (RuleQuery(type="alert"), [("g1", "Red", "firing", ["space-a"]), ("g1", "Yellow", "inactive", []),
+                               ("g2", "Red", "pending", ["space-a"])]),
+    (RuleQuery(type="record"), []),
+    (RuleQuery(names=frozenset({"Red"})), [("g1", "Red", "firing", ["space-a"]), ("g2", "Red", "pending", ["space-a"])]),
+    (RuleQuery(names=frozenset({"Yellow", "job:up:sum"})), [("g1", "Yellow", "inactive", [])]),
+    (RuleQuery(names=frozenset({"Secret"})), []),  # another tenant's rule: as absent as a made-up name
+    (RuleQuery(names=frozenset({"Nope"})), []),
+    (RuleQuery(groups=frozenset({"g2"})), [("g2", "Red", "pending", ["space-a"])]),
+    (RuleQuery(files=frozenset({"/a.yml"})), [("g1", "Red", "firing", ["space-a"]), ("g1", "Yellow", "inactive", [])]),
+    (RuleQuery(files=frozenset({"/a.yml"}), groups=frozenset({"g2"})), []),
+    (RuleQuery(names=frozenset({"Red"}), groups=frozenset({"g1", "g2"}), files=frozenset({"/b.yml"})),
+     [("g2", "Red", "pending", ["space-a"])]),
+]
+
+
+@pytest.mark.parametrize(("wanted", "shown"), PARAMETERS)
+def test_rule_parameters_narrow_what_the_tenant_may_see(wanted: RuleQuery, shown: list[Any]) -> None:
+    assert _names(tenant_rules(TWO_GROUPS, SPACE_A, wanted)) == shown
+
+
+def test_exclude_alerts_leaves_out_instances_but_keeps_the_state() -> None:
+    got = tenant_rules(TWO_GROUPS, SPACE_A, RuleQuery(exclude_alerts=True))
+    rules = [r for g in got["groups"] for r in g["rules"]]
+    assert [(r["name"], r["state"]) for r in rules] == [("Red", "firing"), ("Yellow", "inactive"), ("Red", "pending")]
+    assert all("alerts" not in r for r in rules)
+
+
+# (groups, matcher, the alerts shown)
+ALERTS = [
+    ([_group(_rule(alerts=[A_FIRING, B_PENDING]))], SPACE_A, [A_FIRING]),
+    ([_group(_rule(alerts=[A_FIRING, B_PENDING]))], SPACE_B, [B_PENDING]),
+    ([_group(_rule(alerts=[A_FIRING, B_FIRING, C_FIRING])), _group(_rule("R2", alerts=[A_PENDING]))], ORG_1,
+     [A_FIRING, C_FIRING, A_PENDING]),
+    ([_group(_rule(labels={"audience": "platform"}, alerts=[A_FIRING]))], SPACE_A, []),
+    ([_group(_rule(query='up{cf_space_guid="space-b"} == 0', alerts=[A_FIRING]))], SPACE_A, []),
+    ([_group(_rule(labels=TENANT_AUDIENCE))], SPACE_A, []),
+    ([], SPACE_A, []),
+]
+
+
+@pytest.mark.parametrize(("groups", "matcher", "shown"), ALERTS)
+def test_tenant_alerts(groups: list[Any], matcher: TenantMatcher, shown: list[Any]) -> None:
+    assert tenant_alerts(_rules(*groups), matcher) == {"alerts": shown}
+
+
+@pytest.mark.parametrize(("query", "labels", "named"), [
+    (OWNED, {}, False),
+    ('up{cf_space_guid="space-a"}', {}, False),
+    ('up{cf_space_guid="space-a"} or up{cf_space_guid="space-b"}', {}, True),
+    ('sum(rate(x{cf_space_guid="space-b"}[5m]))', {}, True),
+    ('max_over_time(x{cf_space_guid="space-b"}[5m:1m])', {}, True),
+    ('-(x{cf_space_guid="space-b"})', {}, True),
+    ('topk(1, x{cf_space_guid="space-b"})', {}, True),
+    ('x{cf_space_guid="space-a" or cf_space_guid="space-b"}', {}, True),
+    ('label_join(up, "cf_organization_guid", ",", "job")', {}, True),
+    ('label_replace(up, "job", "$1", "cf_space_guid", "(.*)")', {}, False),
+    ('up{cf_space_guid=~".+"}', {}, False),
+    (OWNED, {"cf_organization_name": "acme"}, True),
+    (OWNED, {"aiven_plan": "business-4"}, False),
+    ("", {}, True),
+    (None, {}, True),
+])
+def test_names_another_tenant(query: str | None, labels: dict[str, str], named: bool) -> None:
+    assert names_another_tenant({"query": query, "labels": labels}, SPACE_A) is named
+
+
+@pytest.mark.parametrize("data", [
+    [], "groups", {"groups": "g"}, {"groups": ["g"]}, {"groups": [{"rules": "r"}]}, {"groups": [{"rules": ["r"]}]},
+    {"groups": [{"rules": [{"type": "alerting", "query": OWNED, "labels": [], "alerts": []}]}]},
+    {"groups": [{"rules": [{"type": "alerting", "query": OWNED, "alerts": "a"}]}]},
+    {"groups": [{"rules": [{"type": "alerting", "query": OWNED, "alerts": ["a"]}]}]},
+])
+def test_rules_of_an_unexpected_shape_are_an_upstream_error(data: Any) -> None:
+    with pytest.raises(UpstreamError, match="unexpected response"):
+        tenant_rules({"status": "success", "data": data}, SPACE_A, RuleQuery())
+    with pytest.raises(UpstreamError, match="unexpected response"):
+        tenant_alerts({"status": "success", "data": data}, SPACE_A)

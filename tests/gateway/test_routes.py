@@ -273,11 +273,89 @@ def test_metadata_comes_from_the_tenants_own_targets(gateway, tenants, rec) -> N
     _error(bad, 400, "bad_data")
 
 
-def test_rules_and_alerts_are_empty(gateway, tenants, rec) -> None:
+def test_rules_show_the_tenants_own_alerts_only(gateway, tenants, rec) -> None:
     url, _ = gateway
-    assert requests.get(url + "/api/v1/rules", auth=tenants["a"].auth).json() == {"status": "success", "data": {"groups": []}}
-    assert requests.get(url + "/api/v1/alerts", auth=tenants["a"].auth).json() == {"status": "success", "data": {"alerts": []}}
+    body = requests.get(url + "/api/v1/rules", auth=tenants["a"].auth).json()
+    assert body["status"] == "success"
+    [group] = body["data"]["groups"]
+    assert (group["name"], group["file"], group["interval"]) == (
+        "aiven-search-alerts", "/etc/prometheus/rules/aiven-search-alerts.yml", 60)
+    [rule] = group["rules"]
+    assert (rule["name"], rule["state"], rule["type"], rule["duration"]) == ("AivenSearchClusterRed", "firing", "alerting", 300)
+    assert [a["labels"]["cf_space_guid"] for a in rule["alerts"]] == ["space-a"]
+    assert "space-b" not in json.dumps(body) and "platform" not in json.dumps(body)
+    # Only the constant type=alert reaches Prometheus.
+    assert rec.paths() == ["/api/v1/rules"]
+    assert rec.last().method == "GET" and rec.last().params() == [("type", "alert")]
+    # org-2 sees its pending instance; the rule pinned to space-b is not org-2's to see either
+    # (an org tenant cannot tell its own spaces' GUIDs from others').
+    org = requests.get(url + "/api/v1/rules", auth=tenants["b"].auth).json()["data"]["groups"]
+    assert [(r["name"], r["state"], [a["state"] for a in r["alerts"]]) for g in org for r in g["rules"]] == [
+        ("AivenSearchClusterRed", "pending", ["pending"])]
+
+
+def test_alerts_are_the_tenants_own_instances(gateway, tenants, rec) -> None:
+    url, _ = gateway
+    body = requests.get(url + "/api/v1/alerts", auth=tenants["a"].auth).json()
+    assert body["status"] == "success" and set(body["data"]) == {"alerts"}
+    assert [(a["labels"]["alertname"], a["labels"]["cf_space_guid"], a["state"]) for a in body["data"]["alerts"]] == [
+        ("AivenSearchClusterRed", "space-a", "firing")]
+    assert set(body["data"]["alerts"][0]) == {"labels", "annotations", "state", "activeAt", "value"}
+    assert rec.paths() == ["/api/v1/rules"] and rec.last().params() == [("type", "alert")]
+    org = requests.get(url + "/api/v1/alerts", auth=tenants["b"].auth).json()["data"]["alerts"]
+    assert [(a["labels"]["cf_space_guid"], a["state"]) for a in org] == [("space-b", "pending")]
+
+
+def test_rule_parameters_are_applied_by_the_gateway_never_forwarded(gateway, tenants, rec) -> None:
+    url, _ = gateway
+    params = [("rule_name[]", "AivenSearchClusterRed"), ("rule_group[]", "aiven-search-alerts"),
+              ("file[]", "/etc/prometheus/rules/aiven-search-alerts.yml"), ("exclude_alerts", "true"),
+              ("type", "alert")]
+    body = requests.get(url + "/api/v1/rules", params=params, auth=tenants["a"].auth).json()
+    [rule] = body["data"]["groups"][0]["rules"]
+    assert (rule["name"], rule["state"]) == ("AivenSearchClusterRed", "firing") and "alerts" not in rule
+    assert rec.last().params() == [("type", "alert")]
+    for narrowing in ([("rule_name[]", "Nope")], [("rule_group[]", "nope")], [("file[]", "/nope.yml")]):
+        got = requests.get(url + "/api/v1/rules", params=narrowing, auth=tenants["a"].auth).json()
+        assert got == {"status": "success", "data": {"groups": []}}
+    rec.requests.clear()
+    record = requests.get(url + "/api/v1/rules", params={"type": "record"}, auth=tenants["a"].auth).json()
+    assert record == {"status": "success", "data": {"groups": []}}
+    assert rec.paths() == []  # nothing to ask: tenants see no recording rule
+
+
+@pytest.mark.parametrize("params", [{"type": "alerts"}, {"type": "RECORD"}, {"exclude_alerts": "yes"},
+                                    [("type", "alert"), ("type", "record")]])
+def test_bad_rule_parameters_are_400(gateway, tenants, rec, params) -> None:
+    url, _ = gateway
+    _error(requests.get(url + "/api/v1/rules", params=params, auth=tenants["a"].auth), 400, "bad_data")
     assert rec.paths() == []
+
+
+@pytest.mark.parametrize("answer", [
+    {"status": "success", "data": {"groups": "nope"}},
+    {"status": "success", "data": {"groups": [{"rules": [{"type": "alerting", "alerts": [1]}]}]}},
+    {"status": "error"},
+    ["not", "an", "envelope"],
+])
+@pytest.mark.parametrize("path", ["/api/v1/rules", "/api/v1/alerts"])
+def test_malformed_rules_upstream_is_503(gateway, tenants, rec, answer, path) -> None:
+    url, _ = gateway
+    rec.rules = answer
+    try:
+        _error(requests.get(url + path, auth=tenants["a"].auth), 503, "unavailable")
+    finally:
+        from tests.gateway.support import RULES
+
+        rec.rules = RULES
+
+
+@pytest.mark.parametrize("path", ["/api/v1/rules", "/api/v1/alerts"])
+def test_rules_upstream_failing_is_503(gateway, tenants, rec, path) -> None:
+    url, _ = gateway
+    rec.fail_status = 500
+    body = _error(requests.get(url + path, auth=tenants["a"].auth), 503, "unavailable")
+    assert "boom" not in body["error"]
 
 
 def test_buildinfo_forwarded(gateway, tenants, rec) -> None:
