@@ -5,7 +5,6 @@ cluster alert in /api/v1/alerts and /api/v1/rules, and tenant B sees nothing of 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,12 +14,18 @@ import pytest
 import requests
 import yaml
 
-from bench.gateway_world import free_port, spawn_ready, start_gateway, stop, wait_for_series
 from tenant_metrics.core import db
 from tenant_metrics.core import labels as L
 from tenant_metrics.fakes import exporter
 from tenant_metrics.rules import parse_duration, render_rules
-from tenant_metrics.world import TenantCreds, add_tenant
+from tenant_metrics.world import (
+    TenantCreds,
+    add_tenant,
+    children,
+    start_gateway,
+    start_prometheus,
+    wait_for_series,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -63,33 +68,24 @@ def world(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: str) -> I
         "b": add_tenant(database_url, "org", "org-2", "space-b"),
     }
     running = {key: exporter.start("127.0.0.1", 0, service=f"tm-{key}", username=None) for key in OWNERS}
-    procs: list[subprocess.Popen[bytes]] = []
     try:
-        rules = work / "rules.yml"
-        rules.write_text(render_rules(for_scale=FOR_SCALE, interval=f"{EVAL_SECONDS:g}s"))
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": f"{EVAL_SECONDS:g}s"},
-            "rule_files": [str(rules)],
-            "scrape_configs": [{
-                "job_name": "aiven", "honor_labels": False, "scrape_timeout": "1s",
-                "static_configs": [{"targets": [f"{e.host}:{e.port}"], "labels": OWNERS[key]}
-                                   for key, e in running.items()],
-            }],
-        }
-        (work / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
-        port = free_port()
-        prometheus = f"http://127.0.0.1:{port}"
-        procs.append(spawn_ready(
-            [prometheus_binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            work / "prometheus.log", prometheus + "/-/ready", timeout=60))
-        wait_for_series(prometheus, "up == 1", 2)
-        gateway_proc, gateway = start_gateway([prometheus], database_url, work / "gw")
-        procs.append(gateway_proc)
-        yield World(prometheus, gateway, tenants, running)
+        with children() as started:
+            rules = work / "rules.yml"
+            rules.write_text(render_rules(for_scale=FOR_SCALE, interval=f"{EVAL_SECONDS:g}s"))
+            config = {
+                "global": {"scrape_interval": "1s", "evaluation_interval": f"{EVAL_SECONDS:g}s"},
+                "rule_files": [str(rules)],
+                "scrape_configs": [{
+                    "job_name": "aiven", "honor_labels": False, "scrape_timeout": "1s",
+                    "static_configs": [{"targets": [f"{e.host}:{e.port}"], "labels": OWNERS[key]}
+                                       for key, e in running.items()],
+                }],
+            }
+            prometheus = started.add(start_prometheus(work / "prometheus", config, binary=prometheus_binary)).url
+            wait_for_series(prometheus, "up == 1", 2)
+            gateway = started.add(start_gateway([prometheus], database_url, work / "gw")).url
+            yield World(prometheus, gateway, tenants, running)
     finally:
-        for proc in reversed(procs):
-            stop(proc)
         for running_exporter in running.values():
             running_exporter.stop()
 

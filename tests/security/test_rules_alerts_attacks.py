@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 from tenant_metrics.core import db
+from tenant_metrics.world import serve_app, serve_wsgi
 from tests.gateway.support import RecordingUpstream, TenantCreds, add_tenant
-from tests.support import serve_app, serve_wsgi
 
 ORG_ONE, ORG_TWO = "0a0a0001-org-one", "0b0b0002-org-two"
 ALPHA, AMBER, BRAVO = "5a5a-space-alpha", "5a5a-space-amber", "5b5b-space-bravo"
