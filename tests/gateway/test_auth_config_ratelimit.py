@@ -201,5 +201,4 @@ def test_concurrent_first_requests_share_one_lookup(database_url: str) -> None:
         assert len(lookups) == 2
         assert gatekeeper._pending == {}
     finally:
-        gatekeeper.executor.shutdown()
         engine.dispose()
