@@ -109,6 +109,10 @@ def credential_store_engine(settings: config.GatewaySettings) -> Engine:
     bound = settings.auth_lookup_timeout_seconds
     return db.make_engine(
         url,
+        # No ping before each checkout: it is a transaction of its own, doubling what a
+        # lookup costs. A connection that died meanwhile fails one lookup, which is tried
+        # again once on a fresh connection (gateway/auth.py); the pool is then renewed.
+        pool_pre_ping=False,
         pool_timeout=bound,
         connect_args={
             "connect_timeout": max(2, math.ceil(bound)),  # libpq's minimum is 2 s

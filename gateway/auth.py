@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.enforce import TenantMatcher
@@ -214,11 +214,19 @@ class Authenticator:
             stmt = stmt.where(Binding.username == presented.username)
         else:
             stmt = stmt.where(Binding.password_sha256 == hash_password(presented.password))
-        try:
-            with self._sessions() as session:
-                row = session.execute(stmt).first()
-        except SQLAlchemyError as exc:
-            raise UpstreamError("credential store unavailable") from exc
+        for attempt in (1, 2):
+            try:
+                with self._sessions() as session:
+                    row = session.execute(stmt).first()
+                break
+            except DBAPIError as exc:
+                # A pooled connection that died while idle (a database restart): once more,
+                # on a fresh one. Anything else is the database's state, not the connection's.
+                if exc.connection_invalidated and attempt == 1:
+                    continue
+                raise UpstreamError("credential store unavailable") from exc
+            except SQLAlchemyError as exc:
+                raise UpstreamError("credential store unavailable") from exc
         stored = row[0].password_sha256 if row is not None else _DUMMY_HASH
         ok = verify(presented.password, stored)
         if row is None and presented.username is not None:

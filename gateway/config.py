@@ -46,9 +46,9 @@ class GatewaySettings:
     # Credential floods: refused lookups allowed per client address (and per username +
     # address) per second, with a burst, before 429 without asking the database. Per worker.
     auth_failures_per_second: float = 5.0
-    auth_failure_burst: int = 50
+    auth_failure_burst: int = 20
     auth_user_failures_per_second: float = 1.0
-    auth_user_failure_burst: int = 20
+    auth_user_failure_burst: int = 10
     # Addresses of the routers in front (Cloud Foundry's gorouter): X-Forwarded-For is
     # believed only from these.
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -122,9 +122,9 @@ def from_env(env: Mapping[str, str]) -> GatewaySettings:
         auth_lookup_timeout_seconds=c.get_float(env, "GATEWAY_AUTH_LOOKUP_TIMEOUT", 3.0, minimum=0.1),
         auth_max_lookups=c.get_int(env, "GATEWAY_AUTH_MAX_LOOKUPS", 4, minimum=1),
         auth_failures_per_second=c.get_float(env, "GATEWAY_AUTH_FAILURES_PER_SECOND", 5.0, minimum=0.01),
-        auth_failure_burst=c.get_int(env, "GATEWAY_AUTH_FAILURE_BURST", 50, minimum=1),
+        auth_failure_burst=c.get_int(env, "GATEWAY_AUTH_FAILURE_BURST", 20, minimum=1),
         auth_user_failures_per_second=c.get_float(env, "GATEWAY_AUTH_USER_FAILURES_PER_SECOND", 1.0, minimum=0.01),
-        auth_user_failure_burst=c.get_int(env, "GATEWAY_AUTH_USER_FAILURE_BURST", 20, minimum=1),
+        auth_user_failure_burst=c.get_int(env, "GATEWAY_AUTH_USER_FAILURE_BURST", 10, minimum=1),
         trusted_proxies=_networks(env),
         upstream_ttfb_timeout_seconds=c.get_float(env, "GATEWAY_UPSTREAM_TTFB_TIMEOUT", 2.0, minimum=0.05),
         upstream_probe_timeout_seconds=c.get_float(env, "GATEWAY_UPSTREAM_PROBE_TIMEOUT", 1.0, minimum=0.05),
