@@ -187,6 +187,10 @@ class Authenticator:
         if tenant is not None:
             return tenant
         assert header is not None  # cached() refuses a missing header
+        return self.lookup(header)
+
+    def lookup(self, header: str) -> Tenant:
+        """Ask the database, whatever is remembered, and remember its answer (blocking)."""
         key = _cache_key(header)
         now = self._clock()
         presented = self.precheck(header)

@@ -5,7 +5,8 @@ The order is what keeps a flood of wrong credentials cheap and harmless to other
 1. a credential verified less than a second ago: admitted from memory, never throttled;
 2. a credential verified within the stale-if-error window: looked up again, never
    throttled by the failure budget (so a flood from a tenant's own address cannot lock
-   it out), and served from memory if the database cannot be reached;
+   it out), and served from memory if the database cannot be reached (at once while the
+   database is known to be failing; a lookup still runs, to notice its return);
 3. anything else: refused without I/O if it cannot be a broker-issued credential (or the
    database said a moment ago that the username does not exist), then 429 if this client
    address (or username + address) spent its budget of refused lookups
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from functools import partial
 
 from gateway.auth import Authenticator, Tenant, UnknownUsername
@@ -43,7 +45,7 @@ class Gatekeeper:
         self.budget = budget
         self.runner = runner or LookupRunner()
         # One lookup for all the requests that arrive with a header while it is looked up.
-        self._pending: dict[str, asyncio.Future[Tenant]] = {}
+        self._pending: dict[str, tuple[asyncio.Future[Tenant], float]] = {}  # header -> (lookup, started)
         self.serving_stale = False
         self._stale_answers = 0
 
@@ -71,7 +73,7 @@ class Gatekeeper:
                 raise
         refused = False
         try:
-            return await self._shared_lookup(header)
+            return await self._shared_lookup(header, known)
         except Unauthenticated:
             refused = True
             raise
@@ -80,33 +82,49 @@ class Gatekeeper:
                 assert client is not None
                 budget.release(client, username)
 
-    async def _shared_lookup(self, header: str) -> Tenant:
-        pending = self._pending.get(header)
-        if pending is None:
-            pending = asyncio.ensure_future(self._lookup(header))
-            self._pending[header] = pending
+    async def _shared_lookup(self, header: str, known: bool) -> Tenant:
+        entry = self._pending.get(header)
+        if entry is None or entry[1] < self.runner.answered_at:
+            # (A lookup that started before the database last answered may be stuck in a
+            # partition that has healed since: not worth joining.)
+            started = time.monotonic()
+            pending = asyncio.ensure_future(self._lookup(header, started))
+            self._pending[header] = (pending, started)
             pending.add_done_callback(partial(self._settled, header))
-        # shield: one waiter giving up (its client went away) must not cancel the others'.
-        return await asyncio.shield(pending)
-
-    async def _lookup(self, header: str) -> Tenant:
+        else:
+            pending = entry[0]
+        if known and self.runner.down_since is not None:
+            # The database is failing: answer from memory now rather than after the lookup
+            # timeout; the lookup just started runs on and ends stale mode when it succeeds
+            # (or drops the credential, if the database refuses it).
+            stale = self.authenticator.stale(header)
+            if stale is not None:
+                self._serve_stale("down")
+                return stale
         try:
-            tenant = await self.runner.run(self.authenticator.authenticate, header)
+            # shield: one waiter giving up (its client went away) must not cancel the others'.
+            return await asyncio.shield(pending)
+        except UpstreamError as exc:
+            stale = self.authenticator.stale(header) if known else None
+            if stale is None:
+                raise
+            self._serve_stale(type(exc).__name__)
+            return stale
+
+    async def _lookup(self, header: str, started: float) -> Tenant:
+        try:
+            tenant = await self.runner.run(self.authenticator.lookup, header)
         except Unauthenticated:
-            self._answered()
+            self._answered(started)
             self.metrics.auth_lookups.labels("refused").inc()
             raise
         except UpstreamError as exc:
             result = "timeout" if isinstance(exc, LookupTimeout) else "busy" if isinstance(exc, LookupBusy) else "error"
             self.metrics.auth_lookups.labels(result).inc()
             if not isinstance(exc, LookupBusy):
-                self.runner.mark(False)
-            stale = self.authenticator.stale(header)
-            if stale is None:
-                raise
-            self._serve_stale(result)
-            return stale
-        self._answered()
+                self.runner.mark(False, started)
+            raise
+        self._answered(started)
         self.metrics.auth_lookups.labels("ok").inc()
         return tenant
 
@@ -119,8 +137,8 @@ class Gatekeeper:
             log.warning("serving stale credentials: the credential store cannot be reached",
                         extra={"reason": reason})
 
-    def _answered(self) -> None:
-        self.runner.mark(True)
+    def _answered(self, started: float) -> None:
+        self.runner.mark(True, started)
         if self.serving_stale:
             self.serving_stale = False
             self.metrics.auth_stale_serving.set(0)
@@ -129,7 +147,9 @@ class Gatekeeper:
             self._stale_answers = 0
 
     def _settled(self, header: str, future: asyncio.Future[Tenant]) -> None:
-        self._pending.pop(header, None)
+        entry = self._pending.get(header)
+        if entry is not None and entry[0] is future:
+            del self._pending[header]
         if not future.cancelled():
             future.exception()  # retrieved, even if every waiter has gone
 

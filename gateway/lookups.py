@@ -53,13 +53,17 @@ class LookupRunner:
         self.running = 0
         self.abandoned = 0
         self.down_since: float | None = None  # set by the last failure, cleared by a success
+        self.answered_at = 0.0  # when the last lookup that got an answer started
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    def mark(self, answered: bool) -> None:
-        """Record whether the store answered (a refusal is an answer) or failed."""
+    def mark(self, answered: bool, started: float) -> None:
+        """Record whether the store answered (a refusal is an answer) or failed, for a lookup
+        that started at ``started`` (monotonic). A failure of a lookup that started before the
+        last answer says nothing new: the store answered since."""
         if answered:
             self.down_since = None
-        elif self.down_since is None:
+            self.answered_at = max(self.answered_at, started)
+        elif self.down_since is None and started >= self.answered_at:
             self.down_since = time.monotonic()
 
     async def run(self, fn: Callable[[str], T], arg: str) -> T:

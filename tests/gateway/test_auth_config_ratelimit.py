@@ -359,7 +359,7 @@ def test_lookup_runner_bounds_a_hung_lookup_and_keeps_slots_for_recovery() -> No
         with pytest.raises(LookupTimeout):
             await runner.run(lookup, "hang")
         assert time.monotonic() - began < 1
-        runner.mark(False)
+        runner.mark(False, time.monotonic())
         assert (runner.running, runner.abandoned) == (0, 1)
         assert await runner.run(lookup, "ok") == "ok"  # the stuck thread holds no slot
         for _ in range(2):
@@ -375,7 +375,7 @@ def test_lookup_runner_bounds_a_hung_lookup_and_keeps_slots_for_recovery() -> No
                 break
             await asyncio.sleep(0.02)
         assert runner.abandoned == 0
-        runner.mark(True)
+        runner.mark(True, time.monotonic())
         assert await asyncio.gather(*(runner.run(lookup, str(i)) for i in range(5))) == [str(i) for i in range(5)]
 
     asyncio.run(asyncio.wait_for(body(), 20))
