@@ -88,7 +88,7 @@ class Gatekeeper:
             # (A lookup that started before the database last answered may be stuck in a
             # partition that has healed since: not worth joining.)
             started = time.monotonic()
-            pending = asyncio.ensure_future(self._lookup(header, started))
+            pending: asyncio.Future[Tenant] = asyncio.ensure_future(self._lookup(header, started))
             self._pending[header] = (pending, started)
             pending.add_done_callback(partial(self._settled, header))
         else:

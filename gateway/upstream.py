@@ -33,6 +33,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 from urllib.parse import urlencode
 
 from multidict import CIMultiDictProxy
@@ -237,8 +239,9 @@ class Upstreams:
             if task in done:
                 return task.result()
             probe = asyncio.ensure_future(self.probe(index))
-            done, _ = await asyncio.wait({task, probe}, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
+            waiting: set[asyncio.Future[Any]] = {task, probe}
+            finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if task in finished:
                 probe.cancel()  # only this waiter: the shared probe runs on for the others
                 return task.result()
             if probe.result():
@@ -258,8 +261,11 @@ class Upstreams:
         if shared is None:
             shared = asyncio.ensure_future(self._answers(index))
             self._probes[index] = shared
-            shared.add_done_callback(lambda _f, i=index: self._probes.pop(i, None))
+            shared.add_done_callback(partial(self._probe_done, index))
         return await asyncio.shield(shared)
+
+    def _probe_done(self, index: int, _future: asyncio.Future[bool]) -> None:
+        self._probes.pop(index, None)
 
     async def _answers(self, index: int) -> bool:
         try:
