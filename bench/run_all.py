@@ -14,6 +14,7 @@ BENCHES = (
     ("broker", ["-m", "bench.broker_bench", "--write", str(ROOT / "docs" / "bench" / "broker.md")]),
     ("sd", ["-m", "bench.sd_bench", "--output", str(ROOT / "docs" / "bench" / "sd.md")]),
     ("gateway", ["-m", "bench.gateway_bench", "--seconds", "12", "--out", str(ROOT / "docs" / "bench" / "gateway.md")]),
+    ("gateway-faults", ["-m", "bench.gateway_faults_bench", "--out", str(ROOT / "docs" / "bench" / "gateway-faults.md")]),
 )
 
 

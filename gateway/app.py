@@ -7,26 +7,28 @@ call is a non-blocking keep-alive request (docs/gateway.md, "Where the time goes
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import json
 import logging
 import math
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy.engine import Engine
 
 from gateway import config
 from gateway.auth import Authenticator, Tenant
+from gateway.clientaddr import client_address
+from gateway.gatekeeper import Gatekeeper
+from gateway.lookups import LookupRunner
 from gateway.metrics import GatewayMetrics
 from gateway.params import LimitExceeded
 from gateway.proxy import CUT_SHORT, TENANT, UPSTREAM_INDEX, PrometheusApi
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import FailureBudget, RateLimiter
 from gateway.ui import DOCS_ROUTE, UI_PREFIX, add_docs_routes, create_ui_app
 from gateway.upstream import Upstreams
 from tenant_metrics.core import db
@@ -98,49 +100,22 @@ def _authorization(request: web.Request) -> str | None:
     return found[0] if found else None
 
 
-class Gatekeeper:
-    """Who is asking, and may they ask now: credentials, then the rate limit."""
-
-    def __init__(self, authenticator: Authenticator, limiter: RateLimiter, metrics: GatewayMetrics) -> None:
-        self.authenticator = authenticator
-        self.limiter = limiter
-        self.metrics = metrics
-        # DB lookups block; they run here, at most once a second per credential (the cache),
-        # and once for all the requests that arrive with a header while it is looked up.
-        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="auth")
-        self._pending: dict[str, asyncio.Future[Tenant]] = {}
-
-    async def authenticate(self, header: str | None) -> Tenant:
-        tenant = self.authenticator.cached(header)
-        if tenant is not None:
-            return tenant
-        assert header  # cached() refuses a missing header
-        pending = self._pending.get(header)
-        if pending is None:
-            loop = asyncio.get_running_loop()
-            pending = loop.run_in_executor(self.executor, self.authenticator.authenticate, header)
-            self._pending[header] = pending
-            pending.add_done_callback(partial(self._settled, header))
-        # shield: one waiter giving up (its client went away) must not cancel the others'.
-        return await asyncio.shield(pending)
-
-    def _settled(self, header: str, future: asyncio.Future[Tenant]) -> None:
-        self._pending.pop(header, None)
-        if not future.cancelled():
-            future.exception()  # retrieved, even if every waiter has gone
-
-    async def admit(self, header: str | None) -> Tenant:
-        try:
-            tenant = await self.authenticate(header)
-        except Unauthenticated:
-            self.metrics.auth_failures.inc()
-            raise
-        try:
-            self.limiter.take(tenant.binding_id)
-        except TooManyRequests:
-            self.metrics.rate_limited.labels(tenant.scope.value).inc()
-            raise
-        return tenant
+def credential_store_engine(settings: config.GatewaySettings) -> Engine:
+    """The engine for credential lookups: the DB_* timeouts, each fitted inside the lookup
+    bound, so a hung database costs a lookup seconds rather than minutes."""
+    bound = settings.auth_lookup_timeout_seconds
+    t = settings.database.timeouts()
+    fitted = dataclasses.replace(
+        t,
+        connect_timeout=min(t.connect_timeout, bound),
+        statement_timeout=min(t.statement_timeout, bound),
+        lock_timeout=min(t.lock_timeout, bound),
+        pool_timeout=min(t.pool_timeout, bound),
+    )
+    # No ping before each checkout: it is a transaction of its own, doubling what a
+    # lookup costs. A connection that died meanwhile fails one lookup, which is tried
+    # again once on a fresh connection (gateway/auth.py); the pool is then renewed.
+    return db.make_engine(settings.database.url, fitted, pool_pre_ping=False)
 
 
 def create_app(
@@ -150,10 +125,17 @@ def create_app(
     settings = settings or config.from_env(os.environ)
     registry = registry or CollectorRegistry()
     metrics = GatewayMetrics.create(registry)
-    engine = db.make_engine(settings.database_url)
-    authenticator = Authenticator(db.make_session_factory(engine), ttl=settings.auth_cache_seconds)
+    engine = credential_store_engine(settings)
+    authenticator = Authenticator(db.make_session_factory(engine), ttl=settings.auth_cache_seconds,
+                                  stale_if_error=settings.auth_stale_if_error_seconds)
+    budget = FailureBudget(
+        RateLimiter(settings.auth_failures_per_second, settings.auth_failure_burst),
+        RateLimiter(settings.auth_user_failures_per_second, settings.auth_user_failure_burst),
+    )
     gatekeeper = Gatekeeper(
-        authenticator, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst), metrics
+        authenticator, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst), metrics,
+        budget=budget,
+        runner=LookupRunner(settings.auth_max_lookups, settings.auth_lookup_timeout_seconds),
     )
     upstreams = Upstreams(
         settings.prometheus_urls,
@@ -161,7 +143,10 @@ def create_app(
         connect_timeout=settings.connect_timeout_seconds,
         read_timeout=settings.query_timeout_seconds + 5.0,
         health_interval=settings.health_check_seconds,
+        ttfb_timeout=settings.upstream_ttfb_timeout_seconds,
+        probe_timeout=settings.upstream_probe_timeout_seconds,
     )
+    trusted = settings.trusted_proxies
     api = PrometheusApi(settings, upstreams, metrics)
     # The tenant page checks credentials itself (same realm), so the browser reuses them.
     ui_app = create_ui_app(gatekeeper.authenticate, realm="tenant-metrics")
@@ -179,7 +164,8 @@ def create_app(
         resp: web.StreamResponse
         try:
             if endpoint not in PUBLIC_ENDPOINTS and ui_app not in match.apps:
-                tenant = request[TENANT] = await gatekeeper.admit(_authorization(request))
+                client = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), trusted)
+                tenant = request[TENANT] = await gatekeeper.admit(_authorization(request), client)
             resp = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:  # the page's slash redirect
@@ -228,7 +214,6 @@ def create_app(
 
     async def on_cleanup(app: web.Application) -> None:
         await upstreams.close()
-        gatekeeper.executor.shutdown(wait=False)
         engine.dispose()
 
     app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY)

@@ -9,6 +9,16 @@ retrying stale credentials (a dashboard left open after its key was deleted) cos
 DB query per request. A refusal cannot wrongly outlive a new binding: a binding's
 password is random and only known once the binding exists, so no header carrying it can
 have been refused before. An unreachable database is never remembered.
+
+Stale-if-error: a credential verified within the last ``stale_if_error`` seconds is also
+kept (digest -> tenant); ``stale()`` hands it out only when the database cannot be
+reached, and a refusal from the database drops it at once. Revocation cannot be committed
+while the database is down, so this does not weaken it.
+
+Refusals that need no database: a username without the broker's shape (``tm-`` and
+lowercase letters and digits), and a username the database said does not exist, for
+UNKNOWN_USERNAME_SECONDS (usernames are random and only known once their binding is
+committed, so none can be refused before it exists).
 """
 
 from __future__ import annotations
@@ -24,16 +34,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.enforce import TenantMatcher
-from tenant_metrics.core.credentials import hash_password, verify
+from tenant_metrics.core.credentials import USERNAME_PREFIX, hash_password, verify
 from tenant_metrics.core.errors import Unauthenticated, UpstreamError
 from tenant_metrics.core.labels import Scope
 from tenant_metrics.core.models import Binding, ServiceInstance
 
 _DUMMY_HASH = hash_password("tenant-metrics dummy password for unknown users")
+# Deliberately loose (any length, any lowercase letter): only the prefix is a promise.
+_USERNAME_SHAPE = re.compile(re.escape(USERNAME_PREFIX) + r"[0-9a-z]{1,64}")
+UNKNOWN_USERNAME_SECONDS = 10.0
 MAX_CACHE_ENTRIES = 10000
 MAX_FIELD = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -94,6 +107,10 @@ def parse_authorization(header: str | None) -> Presented:
     raise Unauthenticated("unsupported authorization scheme")
 
 
+class UnknownUsername(Unauthenticated):
+    """The database has no binding with this username (shown to clients as any refusal)."""
+
+
 class Authenticator:
     """Verifies presented credentials against the bindings table, with a short cache."""
 
@@ -102,6 +119,7 @@ class Authenticator:
         session_factory: sessionmaker[Session],
         ttl: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        stale_if_error: float = 0.0,
     ) -> None:
         if ttl > 1.0:
             raise ValueError("the auth cache TTL must be at most 1 second")
@@ -110,7 +128,42 @@ class Authenticator:
         self._clock = clock
         self._cache: dict[bytes, tuple[float, Tenant]] = {}
         self._refused: dict[bytes, tuple[float, None]] = {}  # header digest -> (until when, None)
+        self._stale_if_error = stale_if_error
+        self._verified: dict[bytes, tuple[float, Tenant]] = {}  # digest -> (usable stale until, tenant)
+        self._unknown: dict[bytes, tuple[float, None]] = {}  # username digest -> (until when, None)
         self._lock = threading.Lock()
+
+    def precheck(self, header: str) -> Presented:
+        """Parse the header and refuse, without I/O, what cannot be a broker-issued credential
+        or names a username the database said a moment ago it does not know."""
+        presented = parse_authorization(header)
+        username = presented.username
+        if username is not None:
+            if not _USERNAME_SHAPE.fullmatch(username):
+                raise Unauthenticated("invalid credentials")
+            known = self._unknown.get(_cache_key(username))
+            if known is not None and known[0] > self._clock():
+                raise UnknownUsername("invalid credentials")
+        return presented
+
+    def recently_verified(self, header: str) -> bool:
+        """Was this exact header verified within the stale-if-error window? (No I/O.)"""
+        hit = self._verified.get(_cache_key(header))
+        return hit is not None and hit[0] > self._clock()
+
+    def stale(self, header: str) -> Tenant | None:
+        """The tenant last verified for this header within the stale-if-error window, for use
+        only while the database cannot be reached; remembered for ``ttl`` so the database is
+        asked again at most once a ``ttl`` per credential."""
+        key = _cache_key(header)
+        now = self._clock()
+        hit = self._verified.get(key)
+        if hit is None or hit[0] <= now:
+            return None
+        if self._ttl > 0:
+            with self._lock:
+                _remember(self._cache, key, (now + self._ttl, hit[1]), now)
+        return hit[1]
 
     def cached(self, header: str | None) -> Tenant | None:
         """The tenant if this header was verified less than ``ttl`` ago, without I/O; None if
@@ -134,18 +187,29 @@ class Authenticator:
         if tenant is not None:
             return tenant
         assert header is not None  # cached() refuses a missing header
+        return self.lookup(header)
+
+    def lookup(self, header: str) -> Tenant:
+        """Ask the database, whatever is remembered, and remember its answer (blocking)."""
         key = _cache_key(header)
         now = self._clock()
+        presented = self.precheck(header)
         try:
-            tenant = self._lookup(parse_authorization(header))
-        except Unauthenticated:
-            if self._ttl > 0:
-                with self._lock:
-                    _remember(self._refused, key, (now + self._ttl, None), now)
-            raise
-        if self._ttl > 0:
+            tenant = self._lookup(presented)
+        except Unauthenticated as exc:
             with self._lock:
+                self._verified.pop(key, None)  # the database refused it: never served stale again
+                if self._ttl > 0:
+                    _remember(self._refused, key, (now + self._ttl, None), now)
+                if isinstance(exc, UnknownUsername) and presented.username is not None:
+                    _remember(self._unknown, _cache_key(presented.username),
+                              (now + UNKNOWN_USERNAME_SECONDS, None), now)
+            raise
+        with self._lock:
+            if self._ttl > 0:
                 _remember(self._cache, key, (now + self._ttl, tenant), now)
+            if self._stale_if_error > 0:
+                _remember(self._verified, key, (now + self._stale_if_error, tenant), now)
         return tenant
 
     def _lookup(self, presented: Presented) -> Tenant:
@@ -154,13 +218,23 @@ class Authenticator:
             stmt = stmt.where(Binding.username == presented.username)
         else:
             stmt = stmt.where(Binding.password_sha256 == hash_password(presented.password))
-        try:
-            with self._sessions() as session:
-                row = session.execute(stmt).first()
-        except SQLAlchemyError as exc:
-            raise UpstreamError("credential store unavailable") from exc
+        for attempt in (1, 2):
+            try:
+                with self._sessions() as session:
+                    row = session.execute(stmt).first()
+                break
+            except DBAPIError as exc:
+                # A pooled connection that died while idle (a database restart): once more,
+                # on a fresh one. Anything else is the database's state, not the connection's.
+                if exc.connection_invalidated and attempt == 1:
+                    continue
+                raise UpstreamError("credential store unavailable") from exc
+            except SQLAlchemyError as exc:
+                raise UpstreamError("credential store unavailable") from exc
         stored = row[0].password_sha256 if row is not None else _DUMMY_HASH
         ok = verify(presented.password, stored)
+        if row is None and presented.username is not None:
+            raise UnknownUsername("invalid credentials")
         if row is None or not ok:
             raise Unauthenticated("invalid credentials")
         binding, instance = row

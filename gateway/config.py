@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -36,6 +37,27 @@ class GatewaySettings:
     scope_org_id: str | None = None
     health_check_seconds: float = 5.0
     public_url: str | None = None
+    # --- failure modes (docs/gateway.md, "Failure modes") ---
+    # Database unreachable: a credential verified within this many seconds keeps working
+    # (stale-if-error); 0 turns it off. Each lookup waits at most lookup_timeout seconds.
+    auth_stale_if_error_seconds: float = 300.0
+    auth_lookup_timeout_seconds: float = 3.0
+    auth_max_lookups: int = 4
+    # Credential floods: refused lookups allowed per client address (and per username +
+    # address) per second, with a burst, before 429 without asking the database. Per worker.
+    auth_failures_per_second: float = 5.0
+    auth_failure_burst: int = 20
+    auth_user_failures_per_second: float = 1.0
+    auth_user_failure_burst: int = 10
+    # Addresses of the routers in front (Cloud Foundry's gorouter): X-Forwarded-For is
+    # believed only from these.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Stalled upstream: no response head within ttfb seconds -> probe /-/ready with
+    # probe_timeout; a failed probe fails the request over. The probe also runs in the
+    # background on the active instance every health_check_seconds.
+    upstream_ttfb_timeout_seconds: float = 2.0
+    upstream_probe_timeout_seconds: float = 1.0
+
     # The database URL with its timeouts (tenant_metrics.core.config.DatabaseSettings);
     # built from ``database_url`` with the default timeouts when not given.
     database: c.DatabaseSettings = field(default=None, repr=False)  # type: ignore[assignment]
@@ -65,6 +87,16 @@ def _urls(env: Mapping[str, str]) -> tuple[str, ...]:
         if parts.query or parts.fragment:
             raise ConfigError(f"PROMETHEUS_URLS: must not carry a query or fragment: {url!r}")
         out.append(url.rstrip("/"))
+    return tuple(out)
+
+
+def _networks(env: Mapping[str, str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for item in c.get_list(env, "GATEWAY_TRUSTED_PROXIES"):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"GATEWAY_TRUSTED_PROXIES: not an address or CIDR: {item!r}") from exc
     return tuple(out)
 
 
@@ -103,6 +135,16 @@ def from_env(env: Mapping[str, str]) -> GatewaySettings:
         health_check_seconds=p.value(
             c.get_float, env, "GATEWAY_HEALTH_CHECK_SECONDS", 5.0, minimum=0.1, default=5.0),
         public_url=env.get("GATEWAY_PUBLIC_URL", "").strip() or None,
+        auth_stale_if_error_seconds=c.get_float(env, "GATEWAY_AUTH_STALE_IF_ERROR", 300.0),
+        auth_lookup_timeout_seconds=c.get_float(env, "GATEWAY_AUTH_LOOKUP_TIMEOUT", 3.0, minimum=0.1),
+        auth_max_lookups=c.get_int(env, "GATEWAY_AUTH_MAX_LOOKUPS", 4, minimum=1),
+        auth_failures_per_second=c.get_float(env, "GATEWAY_AUTH_FAILURES_PER_SECOND", 5.0, minimum=0.01),
+        auth_failure_burst=c.get_int(env, "GATEWAY_AUTH_FAILURE_BURST", 20, minimum=1),
+        auth_user_failures_per_second=c.get_float(env, "GATEWAY_AUTH_USER_FAILURES_PER_SECOND", 1.0, minimum=0.01),
+        auth_user_failure_burst=c.get_int(env, "GATEWAY_AUTH_USER_FAILURE_BURST", 10, minimum=1),
+        trusted_proxies=_networks(env),
+        upstream_ttfb_timeout_seconds=c.get_float(env, "GATEWAY_UPSTREAM_TTFB_TIMEOUT", 2.0, minimum=0.05),
+        upstream_probe_timeout_seconds=c.get_float(env, "GATEWAY_UPSTREAM_PROBE_TIMEOUT", 1.0, minimum=0.05),
     )
     p.raise_if_any()
     return settings

@@ -19,6 +19,11 @@ class GatewayMetrics:
     rewrite_seconds: Histogram
     auth_failures: Counter
     rate_limited: Counter
+    auth_lookups: Counter
+    auth_refused_early: Counter
+    auth_throttled: Counter
+    auth_stale_serving: Gauge
+    auth_stale_answers: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
@@ -68,6 +73,37 @@ class GatewayMetrics:
                 "tenant_metrics_gateway_rate_limited_total",
                 "Requests refused by the per-credential rate limit.",
                 ["scope"],
+                registry=registry,
+            ),
+            auth_lookups=Counter(
+                "tenant_metrics_gateway_auth_lookups_total",
+                "Credential lookups by result: ok, refused (the database answered), error, timeout, "
+                "busy (refused at once: every lookup slot is taken while the database is not answering).",
+                ["result"],
+                registry=registry,
+            ),
+            auth_refused_early=Counter(
+                "tenant_metrics_gateway_auth_refused_without_lookup_total",
+                "Credentials refused without asking the database, by reason (shape, unknown_username).",
+                ["reason"],
+                registry=registry,
+            ),
+            auth_throttled=Counter(
+                "tenant_metrics_gateway_auth_throttled_total",
+                "Requests answered 429 because their client address (or username + address) "
+                "spent its budget of failed authentications.",
+                registry=registry,
+            ),
+            auth_stale_serving=Gauge(
+                "tenant_metrics_gateway_auth_serving_stale",
+                "1 while the database cannot be reached and recently verified credentials are "
+                "served from memory (stale-if-error), else 0.",
+                registry=registry,
+                multiprocess_mode="max",
+            ),
+            auth_stale_answers=Counter(
+                "tenant_metrics_gateway_auth_stale_answers_total",
+                "Requests admitted on a credential verified earlier, because the database could not be reached.",
                 registry=registry,
             ),
         )

@@ -36,3 +36,51 @@ class RateLimiter:
             if len(self._buckets) >= MAX_BUCKETS and key not in self._buckets:
                 self._buckets.clear()  # bounded memory; forgetting only ever grants a fresh burst
             self._buckets[key] = (tokens - 1.0, now)
+
+    def refund(self, key: str) -> None:
+        """Give back a token taken for ``key`` (up to the burst)."""
+        with self._lock:
+            entry = self._buckets.get(key)
+            if entry is not None:
+                self._buckets[key] = (min(self._burst, entry[0] + 1.0), entry[1])
+
+
+class FailureBudget:
+    """Database lookups of credentials not yet verified, per client address and per
+    username + address; a lookup that verifies gives its token back, so only refusals
+    (and lookups still under way) spend the budget.
+
+    Reserved before the database is asked, so a flood of concurrent requests cannot
+    overshoot it while their lookups queue. A client that spent it gets 429 without a
+    database round trip. Verified credentials never reach it (gateway/gatekeeper.py), and
+    the username budget is keyed on the address too, so a flood from elsewhere can never
+    lock a tenant's username out."""
+
+    def __init__(self, per_address: RateLimiter, per_user: RateLimiter) -> None:
+        self._address = per_address
+        self._user = per_user
+
+    @staticmethod
+    def _user_key(address: str, username: str) -> str:
+        return f"{username}\x00{address}"
+
+    def reserve(self, address: str, username: str | None) -> None:
+        """Take one lookup from both budgets, or raise TooManyRequests (with the seconds to wait)."""
+        try:
+            self._address.take(address)
+        except TooManyRequests as exc:
+            raise TooManyRequests("too many failed authentications from this address",
+                                  retry_after=exc.retry_after) from None
+        if username is not None:
+            try:
+                self._user.take(self._user_key(address, username))
+            except TooManyRequests as exc:
+                self._address.refund(address)
+                raise TooManyRequests("too many failed authentications for this username from this address",
+                                      retry_after=exc.retry_after) from None
+
+    def release(self, address: str, username: str | None) -> None:
+        """The lookup verified the credential (or never reached a verdict): give the tokens back."""
+        self._address.refund(address)
+        if username is not None:
+            self._user.refund(self._user_key(address, username))

@@ -8,6 +8,17 @@ request is retried there. The active instance then stays active ("sticky"): resu
 not alternate between instances, whose data differ slightly. A background health check
 (``/-/ready``) brings the primary back once it has answered ready twice in a row.
 
+A stalled instance (a GC or disk stall, SIGSTOP: connections are accepted, nothing is
+answered) is found without waiting out the long query timeout. Prometheus sends no byte
+before it has evaluated the whole query, so a late first byte alone proves nothing; it
+starts a check instead: a request with no response head after ``ttfb_timeout`` seconds
+probes ``/-/ready`` on ``probe_timeout`` (one probe per instance at a time, shared by every
+request waiting on it). Any HTTP answer means the instance is alive and the query is just
+slow: the request keeps waiting. No answer means a stall: the request is given up and
+sent to the next instance, which becomes active (sticky, as for any failure). The health
+check also probes the primary, while it is active, every ``health_interval`` on the short
+timeout, so a stall is usually found before many requests run into it.
+
 Requests go out on keep-alive pools per instance (gateway/httpclient.py) on the worker's
 event loop; bodies are passed through as sent (never decompressed on the way).
 """
@@ -15,12 +26,15 @@ event loop; bodies are passed through as sent (never decompressed on the way).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 from urllib.parse import urlencode
 
 from multidict import CIMultiDictProxy
@@ -35,6 +49,11 @@ log = logging.getLogger(__name__)
 _QUERY_ERROR_TYPES = frozenset({"timeout", "canceled", "execution", "bad_data"})
 HEALTHY_CHECKS_TO_RETURN = 2
 _FORM = "application/x-www-form-urlencoded"
+_PROBE_HEADERS = {"User-Agent": "tenant-metrics-gateway"}
+
+
+class UpstreamStalled(TimeoutError):
+    """No response head within the TTFB budget, and the instance's probe went unanswered."""
 
 
 @dataclass(slots=True)
@@ -87,6 +106,8 @@ class Upstreams:
         read_timeout: float = 35.0,
         health_interval: float = 5.0,
         pool_size: int = 64,
+        ttfb_timeout: float = 2.0,
+        probe_timeout: float = 1.0,
     ) -> None:
         if not urls:
             raise ValueError("at least one upstream URL is needed")
@@ -95,6 +116,9 @@ class Upstreams:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._health_interval = health_interval
+        self._ttfb_timeout = ttfb_timeout
+        self._probe_timeout = probe_timeout
+        self._probes: dict[int, asyncio.Future[bool]] = {}
         self._pools = [Pool(u, pool_size, connect_timeout) for u in self.urls]
         self._checker: asyncio.Task[None] | None = None
         self._active = 0
@@ -141,7 +165,14 @@ class Upstreams:
             is_last = position == len(order) - 1
             began = time.perf_counter()
             try:
-                resp = await self._send(index, method, path, params, headers, read_timeout)
+                if is_last or self._ttfb_timeout >= read_timeout:
+                    resp = await self._send(index, method, path, params, headers, read_timeout)
+                else:
+                    resp = await self._send_watched(index, method, path, params, headers, read_timeout)
+            except UpstreamStalled as exc:
+                last_error = exc
+                self._record_failure(index, "stall")
+                continue
             except TimeoutError as exc:
                 last_error = exc
                 self._record_failure(index, "timeout")
@@ -192,6 +223,58 @@ class Upstreams:
             path += "?" + encoded
         return await self._pools[index].request(method, path, sent, body, read_timeout)
 
+    async def _send_watched(
+        self,
+        index: int,
+        method: str,
+        path: str,
+        params: Sequence[tuple[str, str]],
+        headers: Mapping[str, str] | None,
+        read_timeout: float,
+    ) -> Response:
+        """``_send``, but past the TTFB budget the instance is probed: unanswered -> UpstreamStalled."""
+        task = asyncio.ensure_future(self._send(index, method, path, params, headers, read_timeout))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._ttfb_timeout)
+            if task in done:
+                return task.result()
+            probe = asyncio.ensure_future(self.probe(index))
+            waiting: set[asyncio.Future[Any]] = {task, probe}
+            finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if task in finished:
+                probe.cancel()  # only this waiter: the shared probe runs on for the others
+                return task.result()
+            if probe.result():
+                return await task  # alive: the query is slow, not the instance
+            log.warning("upstream stalled", extra={"upstream": index, "ttfb_timeout": self._ttfb_timeout})
+            raise UpstreamStalled(f"no answer within {self._ttfb_timeout:g}s and no answer to a probe")
+        finally:
+            if not task.done():
+                task.cancel()  # gives its connection up (httpclient._headers_or_release)
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def probe(self, index: int) -> bool:
+        """Does the instance answer HTTP at all (any status) within the probe timeout? One probe
+        per instance at a time, shared by every caller."""
+        shared = self._probes.get(index)
+        if shared is None:
+            shared = asyncio.ensure_future(self._answers(index))
+            self._probes[index] = shared
+            shared.add_done_callback(partial(self._probe_done, index))
+        return await asyncio.shield(shared)
+
+    def _probe_done(self, index: int, _future: asyncio.Future[bool]) -> None:
+        self._probes.pop(index, None)
+
+    async def _answers(self, index: int) -> bool:
+        try:
+            resp = await self._send(index, "GET", "/-/ready", (), _PROBE_HEADERS, self._probe_timeout)
+            resp.release()  # closes it unless read to the end: the body does not matter here
+            return True
+        except OSError:  # TimeoutError included
+            return False
+
     def _record_failure(self, index: int, reason: str) -> None:
         log.warning("upstream failed", extra={"upstream": index, "reason": reason})
         if index == self._active and len(self.urls) > 1:
@@ -209,8 +292,13 @@ class Upstreams:
     # --- health check -------------------------------------------------------------
 
     async def check_health(self) -> None:
-        """One health-check round: bring back the first instance ready twice in a row."""
+        """One health-check round: while the primary is active, probe it (no answer at all ->
+        fail over); otherwise bring back the first instance ready twice in a row. (An active
+        secondary that stalls is found by the requests' own TTFB check.)"""
         if self._active == 0:
+            if len(self.urls) > 1 and not await self.probe(0):
+                log.warning("upstream stalled", extra={"upstream": 0, "probe_timeout": self._probe_timeout})
+                self._record_failure(0, "probe")
             return
         for index in range(self._active):
             try:

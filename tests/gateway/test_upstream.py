@@ -311,3 +311,96 @@ def test_connection_closed_by_the_upstream_is_replaced_without_failover(
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Silent:
+    """A TCP listener that completes handshakes (the kernel's backlog) and never answers:
+    what a SIGSTOPped or GC-paused Prometheus looks like from outside."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _slow_query_app(delay: float) -> Callable[..., Iterable[bytes]]:
+    """Alive (answers /-/ready at once) but slow to evaluate a query, as Prometheus is."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["PATH_INFO"] != "/-/ready":
+            time.sleep(delay)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"status":"success","data":{"upstream":"slow"}}']
+
+    return app
+
+
+def test_stalled_primary_fails_over_within_ttfb_and_probe() -> None:
+    silent, secondary = _Silent(), RecordingUpstream("secondary")
+    registry = CollectorRegistry()
+
+    async def body(s_url: str) -> None:
+        ups = Upstreams([silent.url, s_url], GatewayMetrics.create(registry), read_timeout=30,
+                        health_interval=3600, ttfb_timeout=0.3, probe_timeout=0.3)
+        try:
+            began = time.monotonic()
+            assert await _served_by(ups) == "secondary"
+            assert time.monotonic() - began < 2  # ttfb + probe, not the 30 s read timeout
+            assert ups.active == 1 and _failovers(registry, "stall") == 1
+            assert [await _served_by(ups) for _ in range(3)] == ["secondary"] * 3  # sticky
+            assert _failovers(registry, "stall") == 1
+        finally:
+            await ups.close()
+
+    try:
+        with serve_wsgi(secondary) as s_url:
+            _run(lambda: body(s_url))
+    finally:
+        silent.close()
+
+
+def test_slow_query_on_a_live_primary_is_waited_for() -> None:
+    """Prometheus sends nothing before it has evaluated the query: a late first byte from
+    an instance that answers its probe is a slow query, not a stall."""
+    secondary = RecordingUpstream("secondary")
+    registry = CollectorRegistry()
+
+    async def body(p_url: str, s_url: str) -> None:
+        ups = Upstreams([p_url, s_url], GatewayMetrics.create(registry), read_timeout=10,
+                        health_interval=3600, ttfb_timeout=0.2, probe_timeout=0.5)
+        try:
+            assert await _served_by(ups) == "slow"
+            assert ups.active == 0 and _failovers(registry, "stall") is None
+            assert secondary.paths() == []
+        finally:
+            await ups.close()
+
+    with serve_wsgi(_slow_query_app(1.0)) as p_url, serve_wsgi(secondary) as s_url:
+        _run(lambda: body(p_url, s_url))
+
+
+def test_health_check_probes_an_active_primary_and_fails_over_when_it_stalls() -> None:
+    silent, secondary = _Silent(), RecordingUpstream("secondary")
+    registry = CollectorRegistry()
+
+    async def body(s_url: str) -> None:
+        ups = Upstreams([silent.url, s_url], GatewayMetrics.create(registry), health_interval=3600,
+                        probe_timeout=0.2)
+        try:
+            began = time.monotonic()
+            await ups.check_health()
+            assert time.monotonic() - began < 1.5
+            assert ups.active == 1 and _failovers(registry, "probe") == 1
+            assert await _served_by(ups) == "secondary"
+        finally:
+            await ups.close()
+
+    try:
+        with serve_wsgi(secondary) as s_url:
+            _run(lambda: body(s_url))
+    finally:
+        silent.close()
