@@ -31,8 +31,17 @@ from tenant_metrics.core.errors import TenantMetricsError, Unauthenticated, Upst
 
 log = logging.getLogger("broker.app")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # no OSB auth; /metrics has its own
 REQUEST_ID_HEADER = "X-Broker-API-Request-Identity"
+# The Cloud Foundry router's id of the request (also in its access log): the request id when
+# Cloud Controller sent no OSB request identity, and logged beside it when it did.
+VCAP_REQUEST_ID_HEADER = "X-Vcap-Request-Id"
+MAX_REQUEST_ID = 128
+
+
+def request_id(osb_id: str | None, vcap_id: str | None) -> str:
+    """OSB's X-Broker-API-Request-Identity, else the router's X-Vcap-Request-Id, else new."""
+    return (osb_id or vcap_id or str(uuid.uuid4())).strip()[:MAX_REQUEST_ID]
 
 
 class ConstantTimeBasicAuth:
@@ -71,6 +80,20 @@ def create_app(
     metrics = BrokerMetrics(registry if registry is not None else CollectorRegistry(),
                             multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
     auth = ConstantTimeBasicAuth(settings.username, settings.password)
+    if not settings.metrics.served:
+        log.warning("/metrics not served: set METRICS_USERNAME and METRICS_PASSWORD to scrape the broker",
+                    extra={"event": "broker_metrics_off"})
+
+    def _metrics_guard(authorization: str | None) -> Response | None:
+        """/metrics behind the metrics credential (or 404 when not served), in OSB's format."""
+        try:
+            settings.metrics.check(authorization)
+        except TenantMetricsError as exc:
+            response = osb.error_response(exc, None)
+            if response.status_code == 401 and settings.metrics.credentials is not None:
+                response.headers.setlist("WWW-Authenticate", settings.metrics.credentials.challenges())
+            return response
+        return None
 
     app = Flask("broker", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -86,11 +109,13 @@ def create_app(
         req = request._get_current_object()  # type: ignore[attr-defined]  # once, not per proxy access
         g.started = time.perf_counter()
         g.request_id_token = jsonlog.request_id_var.set(
-            (req.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4()))[:128]
+            request_id(req.headers.get(REQUEST_ID_HEADER), req.headers.get(VCAP_REQUEST_ID_HEADER))
         )
         rule = req.url_rule
         g.endpoint = rule.endpoint if rule is not None else "unmatched"
         operation = g.operation = _OPERATIONS.get(g.endpoint)
+        if req.path == "/metrics":
+            return _metrics_guard(req.headers.get("Authorization"))
         if req.path in OPEN_PATHS:
             return None
         try:
@@ -116,10 +141,11 @@ def create_app(
         status = response.status_code
         metrics.observe(endpoint, req.method, status, elapsed)
         if req.path not in OPEN_PATHS and log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s %s %s", req.method, req.path, status,
-                extra={"endpoint": endpoint, "status": status, "duration_ms": round(elapsed * 1000, 2)},
-            )
+            extra: dict[str, Any] = {"endpoint": endpoint, "status": status, "duration_ms": round(elapsed * 1000, 2)}
+            vcap_id = req.headers.get(VCAP_REQUEST_ID_HEADER)
+            if vcap_id and vcap_id.strip()[:MAX_REQUEST_ID] != rid:
+                extra["vcap_request_id"] = vcap_id.strip()[:MAX_REQUEST_ID]
+            log.info("%s %s %s", req.method, req.path, status, extra=extra)
         return response
 
     @app.teardown_request

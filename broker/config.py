@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from tenant_metrics.core import config as cfg
 from tenant_metrics.core.credentials import derive_key
 from tenant_metrics.core.errors import ConfigError
+from tenant_metrics.core.httpauth import Access, metrics_access
 
 # Stable default catalog ids: Cloud Controller keys plans and offerings by these ids, so
 # they must never change between releases (operators may override them, once).
@@ -51,6 +52,9 @@ class BrokerSettings:
     # The database URL with its timeouts (tenant_metrics.core.config.DatabaseSettings);
     # built from ``database_url`` with the default timeouts when not given.
     database: cfg.DatabaseSettings = field(default=None, repr=False)  # type: ignore[assignment]
+    # Who may read /metrics: METRICS_USERNAME/METRICS_PASSWORD (or METRICS_BEARER_TOKEN);
+    # without them open off Cloud Foundry and not served (404) on it (core/httpauth.py).
+    metrics: Access = field(default_factory=Access)
 
     def __post_init__(self) -> None:
         if self.database is None:
@@ -107,6 +111,7 @@ def from_env(env: Mapping[str, str], cwd: str | None = None) -> BrokerSettings:
             cfg.get_int, env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024, default=DEFAULT_MAX_BODY_BYTES
         ),
         catalog=catalog,
+        metrics=p.value(metrics_access, env, default=Access(served=False)),
     )
     p.raise_if_any()
     return settings

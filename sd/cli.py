@@ -39,8 +39,28 @@ def register(sub: Any) -> None:
     once.set_defaults(func=_once, settings=_settings)
     cfg = sd_sub.add_parser(
         "prometheus-config",
-        help="print the Prometheus scrape job reading the targets file; writes the "
-        "endpoint password and the project CA to files it references",
+        help="print the Prometheus scrape job reading sd's targets (file_sd: the targets file; "
+        "http_sd: sd's /targets URL); writes the endpoint password, the project CA and sd's "
+        "credential to files it references",
+    )
+    cfg.add_argument(
+        "--mode",
+        choices=["file_sd", "http_sd"],
+        default="file_sd",
+        help="file_sd (default): Prometheus reads SD_TARGETS_FILE beside it; http_sd: "
+        "Prometheus reads --sd-url with SD_HTTP_* credentials",
+    )
+    cfg.add_argument(
+        "--sd-url",
+        help="http_sd: sd's /targets URL, e.g. https://tenant-metrics-sd.<apps domain>/targets",
+    )
+    cfg.add_argument(
+        "--sd-credentials-file",
+        help="http_sd: where to write sd's password or bearer token (SD_HTTP_PASSWORD or "
+        "SD_HTTP_BEARER_TOKEN) for Prometheus (default: beside the targets file)",
+    )
+    cfg.add_argument(
+        "--refresh-interval", default="1m", help="how often Prometheus re-reads the targets"
     )
     cfg.add_argument(
         "--password-file",
@@ -92,6 +112,7 @@ def _once(args: argparse.Namespace, settings: SdSettings) -> int:
 def _run(args: argparse.Namespace, settings: SdSettings) -> int:
     from sd.app import build
     from sd.server import SdHttpServer, staleness_health
+    from tenant_metrics.core.httpauth import Access
 
     app = build(settings)
     stop = threading.Event()
@@ -105,14 +126,23 @@ def _run(args: argparse.Namespace, settings: SdSettings) -> int:
     health = staleness_health(
         lambda: app.discovery.last_success, time.time(), max(3 * settings.interval_seconds, 300.0)
     )
+    targets_access = Access(settings.http_auth)
     server = SdHttpServer(
-        settings.listen_host, settings.listen_port, app.registry, app.state, health
+        settings.listen_host,
+        settings.listen_port,
+        app.registry,
+        app.state,
+        health,
+        targets_access=targets_access,
+        metrics_access=settings.metrics,
     ).start()
     log.info(
         "sd running",
         extra={
             "event": "sd_started",
             "listen": server.url,
+            "targets_auth": targets_access.mode,
+            "metrics_auth": settings.metrics.mode,
             "targets_file": settings.targets_file,
             "interval": settings.interval_seconds,
         },
@@ -131,6 +161,8 @@ def _prometheus_config(args: argparse.Namespace, settings: SdSettings) -> int:
     from sd.writer import write_if_changed
 
     rule_files = _rule_files(args.rules_path)  # a bad path fails before anything is written
+    if args.mode == "http_sd":
+        promconfig.targets_url(args.sd_url)  # likewise a missing or bad --sd-url
     base = Path(settings.targets_file).resolve().parent
     password_file = Path(args.password_file or base / "aiven-prometheus-password")
     ca_file = Path(args.ca_file or base / "aiven-project-ca.pem")
@@ -151,15 +183,49 @@ def _prometheus_config(args: argparse.Namespace, settings: SdSettings) -> int:
     write_if_changed(password_file, endpoint.password.encode())
     os.chmod(password_file, 0o600)
     write_if_changed(ca_file, ca.encode())
+    if args.mode == "http_sd":
+        discovery = _http_sd(args, settings, base)
+    else:
+        discovery = promconfig.file_sd(
+            str(Path(settings.targets_file).resolve()), args.refresh_interval
+        )
     job = promconfig.scrape_job(
         targets_file=str(Path(settings.targets_file).resolve()),
         username=endpoint.username,
         password_file=str(password_file),
         ca_file=str(ca_file),
         job_name=args.job_name,
+        discovery=discovery,
     )
     print(promconfig.render(job, rule_files), end="")
     return 0
+
+
+def _http_sd(args: argparse.Namespace, settings: SdSettings, base: Path) -> dict[str, Any]:
+    """The http_sd_configs entry; sd's secret goes to a 0600 file, never to stdout."""
+    import sys
+
+    from sd import promconfig
+    from sd.writer import write_if_changed
+
+    url = promconfig.targets_url(args.sd_url)
+    auth = settings.http_auth
+    if auth is None:
+        print(
+            "tenant-metrics: note: no SD_HTTP_PASSWORD or SD_HTTP_BEARER_TOKEN set: the "
+            "http_sd config carries no credentials (sd on Cloud Foundry requires them)",
+            file=sys.stderr,
+        )
+        return promconfig.http_sd(url, args.refresh_interval)
+    secret = auth.password or auth.bearer_token
+    credentials_file = Path(args.sd_credentials_file or base / "sd-http-credentials")
+    write_if_changed(credentials_file, secret.encode())
+    os.chmod(credentials_file, 0o600)
+    if auth.password:
+        return promconfig.http_sd(
+            url, args.refresh_interval, username=auth.username, password_file=str(credentials_file)
+        )
+    return promconfig.http_sd(url, args.refresh_interval, token_file=str(credentials_file))
 
 
 def _owner(args: argparse.Namespace, settings: OwnerLookupSettings) -> int:

@@ -13,8 +13,15 @@ from tenant_metrics.core.config import (
     get_int,
     get_list,
     get_str,
+    on_cloud_foundry,
 )
 from tenant_metrics.core.errors import ConfigError
+from tenant_metrics.core.httpauth import (
+    Access,
+    HttpCredentials,
+    credentials_from_env,
+    metrics_access,
+)
 
 DEFAULT_AIVEN_API_URL = "https://api.aiven.io"
 
@@ -48,6 +55,10 @@ class SdSettings:
     max_target_drop: float = 0.5
     drop_min_targets: int = 5
     drop_confirm_cycles: int = 6
+    # Who may read /targets (http_sd) and /metrics: None/open off Cloud Foundry (file_sd mode
+    # on 127.0.0.1, as before); required on it (sd_http_settings).
+    http_auth: HttpCredentials | None = None
+    metrics: Access = field(default_factory=Access)
 
     @property
     def database_url(self) -> str:
@@ -83,8 +94,7 @@ class SdSettings:
             interval_seconds=p.value(get_float, env, "SD_INTERVAL_SECONDS", 60.0, minimum=1.0, default=60.0),
             eligible_types=types,
             scrape_port=p.value(_port, env, "SD_SCRAPE_PORT", 9273, default=9273),
-            listen_host=get_str(env, "SD_LISTEN_HOST", "127.0.0.1"),
-            listen_port=p.value(_port, env, "SD_LISTEN_PORT", 8095, default=8095),
+            **p.value(sd_http_settings, env, default=_SD_HTTP_DEFAULTS),
             database=database,
             cloudfoundry=cf,
             names_refresh_seconds=p.value(
@@ -101,6 +111,40 @@ class SdSettings:
         )
         p.raise_if_any()
         return settings
+
+
+class _SdHttpEnv(TypedDict):
+    listen_host: str
+    listen_port: int
+    http_auth: HttpCredentials | None
+    metrics: Access
+
+
+_SD_HTTP_DEFAULTS: _SdHttpEnv = {
+    "listen_host": "127.0.0.1", "listen_port": 8095, "http_auth": None, "metrics": Access(served=False)
+}
+
+
+def sd_http_settings(env: Mapping[str, str]) -> _SdHttpEnv:
+    """Where sd's HTTP server listens and who may read it. Off Cloud Foundry: SD_LISTEN_HOST
+    (127.0.0.1) and SD_LISTEN_PORT (8095), credentials optional. On it (VCAP_APPLICATION set)
+    the router reaches the app on 0.0.0.0:$PORT and makes the route public, so SD_HTTP_USERNAME
+    + SD_HTTP_PASSWORD or SD_HTTP_BEARER_TOKEN are required. /metrics takes the METRICS_*
+    credential when set, else the same one as /targets."""
+    p = Problems()
+    auth = p.read(credentials_from_env, env, "SD_HTTP", "tenant-metrics-sd")
+    if on_cloud_foundry(env):
+        if auth is None and not p.messages:
+            p.add("SD_HTTP_USERNAME and SD_HTTP_PASSWORD (or SD_HTTP_BEARER_TOKEN) are required on "
+                  "Cloud Foundry: the route to /targets is public")
+        host = "0.0.0.0"
+        port = p.value(_port, env, "PORT", 8080, default=8080)
+    else:
+        host = get_str(env, "SD_LISTEN_HOST", "127.0.0.1")
+        port = p.value(_port, env, "SD_LISTEN_PORT", 8095, default=8095)
+    metrics = p.value(metrics_access, env, auth, default=Access(served=False))
+    p.raise_if_any()
+    return {"listen_host": host, "listen_port": port, "http_auth": auth, "metrics": metrics}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,51 @@
-"""Pure: the Prometheus scrape job that reads sd's targets (file_sd), and the rule files, as YAML."""
+"""Pure: the Prometheus scrape job that reads sd's targets (file_sd beside Prometheus, or
+http_sd from sd's /targets), and the rule files, as YAML."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
+
+from tenant_metrics.core.errors import ConfigError
+
+
+def file_sd(targets_file: str, refresh_interval: str = "1m") -> dict[str, Any]:
+    return {"file_sd_configs": [{"files": [targets_file], "refresh_interval": refresh_interval}]}
+
+
+def http_sd(
+    url: str,
+    refresh_interval: str = "1m",
+    *,
+    username: str | None = None,
+    password_file: str | None = None,
+    token_file: str | None = None,
+) -> dict[str, Any]:
+    """sd's /targets over HTTP(S); the secret by file (``password_file`` / ``credentials_file``),
+    never inline, so the config can be shown and versioned."""
+    entry: dict[str, Any] = {"url": url, "refresh_interval": refresh_interval}
+    if password_file is not None:
+        entry["basic_auth"] = {"username": username or "", "password_file": password_file}
+    elif token_file is not None:
+        entry["authorization"] = {"type": "Bearer", "credentials_file": token_file}
+    return {"http_sd_configs": [entry]}
+
+
+def targets_url(url: str | None) -> str:
+    """``--sd-url``: an http(s) URL; a bare base URL gets ``/targets``."""
+    if not url:
+        raise ConfigError("--sd-url is required with --mode http_sd (sd's /targets URL)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--sd-url must be an http(s) URL with a host, got {url!r}")
+    if parts.username or parts.password:
+        raise ConfigError("--sd-url must not carry credentials (they go in SD_HTTP_* settings)")
+    if parts.path in ("", "/"):
+        url = url.rstrip("/") + "/targets"
+    return url
 
 
 def scrape_job(
@@ -17,12 +57,14 @@ def scrape_job(
     job_name: str = "aiven-tenant-services",
     scrape_interval: str = "60s",
     scrape_timeout: str = "30s",
+    discovery: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Aiven nodes serve HTTPS with a certificate for the service hostname signed by the project
     CA; targets are node IPs, and Prometheus 2.42 has no per-target server name, so Aiven's own
     advice is the project CA plus insecure_skip_verify (/work/shared/aiven-api.md §3).
     honor_labels stays false: a cf_* label a service emits is renamed exported_cf_*, so a
-    service cannot claim another tenant's labels."""
+    service cannot claim another tenant's labels. ``discovery`` is ``file_sd(...)`` (default,
+    reading ``targets_file``) or ``http_sd(...)``."""
     return {
         "job_name": job_name,
         "scheme": "https",
@@ -32,7 +74,7 @@ def scrape_job(
         "honor_labels": False,
         "basic_auth": {"username": username, "password_file": password_file},
         "tls_config": {"ca_file": ca_file, "insecure_skip_verify": True},
-        "file_sd_configs": [{"files": [targets_file], "refresh_interval": "1m"}],
+        **(discovery if discovery is not None else file_sd(targets_file)),
     }
 
 

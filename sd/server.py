@@ -1,16 +1,43 @@
-"""sd's own HTTP server: /metrics (its Prometheus metrics), /targets (http_sd), /healthz."""
+"""sd's own HTTP server: /metrics (its Prometheus metrics), /targets (http_sd), /healthz.
+
+/targets and /metrics are behind ``Access`` (tenant_metrics/core/httpauth.py): 401 with
+``WWW-Authenticate`` on a missing or wrong credential. /healthz stays open (Cloud Foundry's
+health check carries no credentials) and shows only healthy or not, when the last good
+cycle was and the age allowed: no targets, names or errors.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from sd.writer import TargetsState
+from tenant_metrics.core.errors import NotFound, Unauthenticated
+from tenant_metrics.core.httpauth import Access
+
+_PATHS = frozenset({"/metrics", "/targets", "/healthz"})
+
+
+_COUNTERS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def _requests_counter(registry: CollectorRegistry) -> Counter:
+    """One counter per registry, however many servers are started on it (tests restart them)."""
+    counter = _COUNTERS.get(registry)
+    if counter is None:
+        counter = _COUNTERS[registry] = Counter(
+            "tenant_metrics_sd_http_requests_total",
+            "Requests to sd's HTTP server, by path and status (401: a missing or wrong credential).",
+            ["path", "code"],
+            registry=registry,
+        )
+    return counter
 
 
 class SdHttpServer:
@@ -23,8 +50,15 @@ class SdHttpServer:
         registry: CollectorRegistry,
         state: TargetsState,
         health: Callable[[], tuple[bool, dict[str, object]]],
+        *,
+        targets_access: Access | None = None,
+        metrics_access: Access | None = None,
     ) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(registry, state, health))
+        requests = _requests_counter(registry)
+        handler = _handler(
+            registry, state, health, targets_access or Access(), metrics_access or Access(), requests
+        )
+        self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.url = f"http://{host}:{self.port}"
@@ -49,15 +83,24 @@ def _handler(
     registry: CollectorRegistry,
     state: TargetsState,
     health: Callable[[], tuple[bool, dict[str, object]]],
+    targets_access: Access,
+    metrics_access: Access,
+    requests: Counter,
 ) -> type[BaseHTTPRequestHandler]:
+    guarded = {"/targets": targets_access, "/metrics": metrics_access}
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: object) -> None:
             return
 
-        def _send(self, status: int, body: bytes, ctype: str) -> None:
+        def _send(self, status: int, body: bytes, ctype: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+            path = self.path.split("?", 1)[0]
+            requests.labels(path if path in _PATHS else "other", str(status)).inc()
             self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
@@ -65,11 +108,29 @@ def _handler(
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def _json(self, status: int, payload: object) -> None:
-            self._send(status, json.dumps(payload).encode(), "application/json")
+        def _json(self, status: int, payload: object, headers: tuple[tuple[str, str], ...] = ()) -> None:
+            self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+        def _allowed(self, path: str) -> bool:
+            access = guarded.get(path)
+            if access is None:
+                return True
+            try:
+                access.check(self.headers.get("Authorization"))
+            except NotFound:
+                self._json(404, {"status": "error", "error": "not found"})
+                return False
+            except Unauthenticated as exc:
+                challenges = access.credentials.challenges() if access.credentials else []
+                self._json(401, {"status": "error", "error": str(exc)},
+                           tuple(("WWW-Authenticate", c) for c in challenges))
+                return False
+            return True
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            if not self._allowed(path):
+                return
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/targets":

@@ -21,9 +21,9 @@ def _apps() -> list[dict[str, object]]:
     return apps
 
 
-def test_manifest_declares_broker_and_gateway_with_health_checks() -> None:
+def test_manifest_declares_broker_gateway_and_sd_with_health_checks() -> None:
     apps = {a["name"]: a for a in _apps()}
-    assert set(apps) == {"tenant-metrics-broker", "tenant-metrics-gateway"}
+    assert set(apps) == {"tenant-metrics-broker", "tenant-metrics-gateway", "tenant-metrics-sd"}
     for app in apps.values():
         assert app["health-check-type"] == "http"
         assert app["health-check-http-endpoint"] == "/healthz"
@@ -55,3 +55,14 @@ def test_every_command_in_the_manifest_exists() -> None:
 def test_buildpack_files_present() -> None:
     assert (ROOT / "requirements.txt").is_file()
     assert re.fullmatch(r"python-3\.\d+\.x", (ROOT / "runtime.txt").read_text().strip())
+
+
+def test_sd_app_runs_sd_and_keeps_secrets_out_of_git() -> None:
+    sd = {a["name"]: a for a in _apps()}["tenant-metrics-sd"]
+    steps = [shlex.split(step) for step in str(sd["command"]).split("&&")]
+    assert steps[0] == ["python", "-m", "tenant_metrics", "db", "upgrade"]
+    assert steps[-1] == ["exec", "python", "-m", "tenant_metrics", "sd", "run"]
+    env = {str(k): str(v) for k, v in dict(sd.get("env") or {}).items()}  # type: ignore[call-overload]
+    secrets = {"AIVEN_API_TOKEN", "CF_CLIENT_SECRET", "SD_HTTP_PASSWORD", "SD_HTTP_BEARER_TOKEN", "METRICS_PASSWORD"}
+    assert not secrets & set(env), "secrets are set with cf set-env, never in manifest.yml"
+    assert all(v.startswith("((") or k.endswith("_USERNAME") for k, v in env.items() if k.startswith(("AIVEN_", "CF_")))
