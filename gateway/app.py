@@ -47,7 +47,7 @@ from tenant_metrics.core.jsonlog import request_id_var
 log = logging.getLogger("gateway")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-PUBLIC_ENDPOINTS = frozenset({"healthz", "metrics", DOCS_ROUTE})
+PUBLIC_ENDPOINTS = frozenset({"healthz", "readyz", "metrics", DOCS_ROUTE})
 REALM = 'Basic realm="tenant-metrics", charset="UTF-8"'
 MAX_BODY = 1024 * 1024
 
@@ -155,9 +155,12 @@ def create_app(
     @web.middleware
     async def gateway_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         started = time.perf_counter()
-        given = request.headers.get("X-Request-Id", "")
-        # A client's id is kept only if it is plainly an id (it ends up in every log line).
-        request_id_var.set(given if given and _REQUEST_ID.fullmatch(given) else os.urandom(16).hex())
+        # The router's id first (X-Vcap-Request-Id: one id from gorouter to our log lines),
+        # then the client's; either is kept only if it is plainly an id (it is in every log line).
+        given = next((value for value in (request.headers.get("X-Vcap-Request-Id", ""),
+                                          request.headers.get("X-Request-Id", ""))
+                      if value and _REQUEST_ID.fullmatch(value)), None)
+        request_id_var.set(given or os.urandom(16).hex())
         match = request.match_info
         endpoint = match.route.name or ("ui" if ui_app in match.apps else "unknown")
         tenant: Tenant | None = None
@@ -198,7 +201,22 @@ def create_app(
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
+    async def readyz(request: web.Request) -> web.Response:
+        """Ready when a Prometheus answers (any instance, within the probe timeout). The
+        database is reported, not required: it is shared by every instance, so failing
+        readiness on it would take them all out of the route at once, while stale-if-error
+        keeps verified tenants served (docs/gateway.md, Failure modes)."""
+        answering = [index for index in range(len(settings.prometheus_urls)) if await upstreams.probe(index)]
+        body = {
+            "status": "ready" if answering else "unavailable",
+            "prometheus_answering": len(answering),
+            "prometheus_total": len(settings.prometheus_urls),
+            "credentials": "stale" if gatekeeper.serving_stale else "live",
+        }
+        return web.json_response(body, status=200 if answering else 503)
+
     async def metrics_endpoint(request: web.Request) -> web.Response:
+        settings.metrics.check(request.headers.get("Authorization"))
         source: Any = registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
@@ -219,6 +237,7 @@ def create_app(
     app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY)
     app[GATEWAY_KEY] = api
     app.router.add_get("/healthz", healthz, name="healthz", allow_head=False)
+    app.router.add_get("/readyz", readyz, name="readyz", allow_head=False)
     app.router.add_get("/metrics", metrics_endpoint, name="metrics", allow_head=False)
     add_docs_routes(app.router)
     app.add_subapp(UI_PREFIX, ui_app)

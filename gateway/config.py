@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from gateway.enforce import QueryLimits
 from tenant_metrics.core import config as c
 from tenant_metrics.core.errors import ConfigError
+from tenant_metrics.core.httpauth import Access, metrics_access
 
 DEFAULT_PORT = 8090
 
@@ -61,6 +62,10 @@ class GatewaySettings:
     # The database URL with its timeouts (tenant_metrics.core.config.DatabaseSettings);
     # built from ``database_url`` with the default timeouts when not given.
     database: c.DatabaseSettings = field(default=None, repr=False)  # type: ignore[assignment]
+
+    # Who may read /metrics: METRICS_USERNAME/METRICS_PASSWORD (or METRICS_BEARER_TOKEN);
+    # without them open off Cloud Foundry and not served (404) on it (core/httpauth.py).
+    metrics: Access = field(default_factory=Access)
 
     def __post_init__(self) -> None:
         if self.database is None:
@@ -135,16 +140,17 @@ def from_env(env: Mapping[str, str]) -> GatewaySettings:
         health_check_seconds=p.value(
             c.get_float, env, "GATEWAY_HEALTH_CHECK_SECONDS", 5.0, minimum=0.1, default=5.0),
         public_url=env.get("GATEWAY_PUBLIC_URL", "").strip() or None,
-        auth_stale_if_error_seconds=c.get_float(env, "GATEWAY_AUTH_STALE_IF_ERROR", 300.0),
-        auth_lookup_timeout_seconds=c.get_float(env, "GATEWAY_AUTH_LOOKUP_TIMEOUT", 3.0, minimum=0.1),
-        auth_max_lookups=c.get_int(env, "GATEWAY_AUTH_MAX_LOOKUPS", 4, minimum=1),
-        auth_failures_per_second=c.get_float(env, "GATEWAY_AUTH_FAILURES_PER_SECOND", 5.0, minimum=0.01),
-        auth_failure_burst=c.get_int(env, "GATEWAY_AUTH_FAILURE_BURST", 20, minimum=1),
-        auth_user_failures_per_second=c.get_float(env, "GATEWAY_AUTH_USER_FAILURES_PER_SECOND", 1.0, minimum=0.01),
-        auth_user_failure_burst=c.get_int(env, "GATEWAY_AUTH_USER_FAILURE_BURST", 10, minimum=1),
-        trusted_proxies=_networks(env),
-        upstream_ttfb_timeout_seconds=c.get_float(env, "GATEWAY_UPSTREAM_TTFB_TIMEOUT", 2.0, minimum=0.05),
-        upstream_probe_timeout_seconds=c.get_float(env, "GATEWAY_UPSTREAM_PROBE_TIMEOUT", 1.0, minimum=0.05),
+        auth_stale_if_error_seconds=p.value(c.get_float, env, "GATEWAY_AUTH_STALE_IF_ERROR", 300.0, default=300.0),
+        auth_lookup_timeout_seconds=p.value(c.get_float, env, "GATEWAY_AUTH_LOOKUP_TIMEOUT", 3.0, minimum=0.1, default=3.0),
+        auth_max_lookups=p.value(c.get_int, env, "GATEWAY_AUTH_MAX_LOOKUPS", 4, minimum=1, default=4),
+        auth_failures_per_second=p.value(c.get_float, env, "GATEWAY_AUTH_FAILURES_PER_SECOND", 5.0, minimum=0.01, default=5.0),
+        auth_failure_burst=p.value(c.get_int, env, "GATEWAY_AUTH_FAILURE_BURST", 20, minimum=1, default=20),
+        auth_user_failures_per_second=p.value(c.get_float, env, "GATEWAY_AUTH_USER_FAILURES_PER_SECOND", 1.0, minimum=0.01, default=1.0),
+        auth_user_failure_burst=p.value(c.get_int, env, "GATEWAY_AUTH_USER_FAILURE_BURST", 10, minimum=1, default=10),
+        trusted_proxies=p.value(_networks, env, default=()),
+        upstream_ttfb_timeout_seconds=p.value(c.get_float, env, "GATEWAY_UPSTREAM_TTFB_TIMEOUT", 2.0, minimum=0.05, default=2.0),
+        metrics=p.value(metrics_access, env, default=Access(served=False)),
+        upstream_probe_timeout_seconds=p.value(c.get_float, env, "GATEWAY_UPSTREAM_PROBE_TIMEOUT", 1.0, minimum=0.05, default=1.0),
     )
     p.raise_if_any()
     return settings

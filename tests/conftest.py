@@ -59,10 +59,12 @@ def database_url(empty_database_url: str) -> str:
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's own settings."""
     for name in list(os.environ):
-        if name.startswith(("AIVEN_", "CF_", "BROKER_", "GATEWAY_", "PROMETHEUS_", "SD_")) or name in (
+        if name.startswith(("AIVEN_", "CF_", "BROKER_", "GATEWAY_", "PROMETHEUS_", "SD_", "DB_", "METRICS_")) or name in (
             "DATABASE_URL",
             "VCAP_SERVICES",
             "VCAP_SERVICES_FILE_PATH",
+            "VCAP_APPLICATION",
+            "DATABASE_SERVICE_NAME",
             "PORT",
             "CREDENTIALS_KEY",
         ):
