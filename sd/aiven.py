@@ -1,7 +1,7 @@
 """The Aiven edge: a thin ``requests`` client for the four calls sd needs, parsed into values.
 
 Why not aiven-client: no default timeout, no 429/5xx handling, and every JSON body is
-parsed twice (2 s of CPU for 10,000 services; /work/shared/aiven-api.md §4).
+parsed twice (2 s of CPU for 10,000 services; docs/external-apis.md §4).
 """
 
 from __future__ import annotations

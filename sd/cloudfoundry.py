@@ -1,7 +1,7 @@
 """The Cloud Controller edge: who owns service instances (v3, in batches), with a UAA token.
 
 One request per batch of at most 100 guids (CC's nginx refuses request lines over ~8 KB),
-``fields[...]`` joining instance -> space -> org in the same answer (/work/shared/cf-api.md
+``fields[...]`` joining instance -> space -> org in the same answer (docs/external-apis.md
 §0, §1.4). The client-credentials token is renewed before it expires and, on a 401
 ``CF-InvalidAuthToken``, fetched again and the request retried once.
 """

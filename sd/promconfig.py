@@ -61,7 +61,7 @@ def scrape_job(
 ) -> dict[str, Any]:
     """Aiven nodes serve HTTPS with a certificate for the service hostname signed by the project
     CA; targets are node IPs, and Prometheus 2.42 has no per-target server name, so Aiven's own
-    advice is the project CA plus insecure_skip_verify (/work/shared/aiven-api.md §3).
+    advice is the project CA plus insecure_skip_verify (docs/external-apis.md §3).
     honor_labels stays false: a cf_* label a service emits is renamed exported_cf_*, so a
     service cannot claim another tenant's labels. ``discovery`` is ``file_sd(...)`` (default,
     reading ``targets_file``) or ``http_sd(...)``."""

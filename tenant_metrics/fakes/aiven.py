@@ -1,4 +1,4 @@
-"""A fake Aiven API (the parts sd uses), following /work/shared/aiven-api.md's shapes.
+"""A fake Aiven API (the parts sd uses), following the shapes in docs/external-apis.md (Aiven).
 
 State lives in the object: services, integration endpoints, integrations created (with
 who created them), so tests assert on outcomes, not on call sequences::

@@ -1,4 +1,4 @@
-"""A fake Cloud Controller v3 and UAA (what sd uses), following /work/shared/cf-api.md §1.
+"""A fake Cloud Controller v3 and UAA (what sd uses), following docs/external-apis.md.
 
 - ``GET /`` links to the UAA (served by the same fake under ``/uaa``);
 - ``POST /uaa/oauth/token`` (client_credentials, HTTP Basic or form credentials) issues

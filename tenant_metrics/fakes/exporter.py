@@ -2,7 +2,7 @@
 
 Aiven serves Telegraf-generated metrics in the Prometheus text format on every node
 (port 9273, path /metrics, HTTPS with the project CA, basic auth of the integration
-endpoint; /work/shared/aiven-api.md §3). This server does the same on any loopback
+endpoint; docs/external-apis.md §3). This server does the same on any loopback
 address and port, so a real Prometheus can scrape it in tests, benchmarks and the demo::
 
     node = start("127.0.0.2", 0, service="prod-3f2c...", node="prod-3f2c...-1")
