@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -135,6 +136,11 @@ class BindResult:
     credentials: dict[str, str] = field(repr=False)
 
 
+def _field_reader(row: Any) -> Any:
+    """``row.name`` for a result row, ``row["name"]`` for a mapping of values."""
+    return row.__getitem__ if isinstance(row, Mapping) else (lambda name: getattr(row, name))
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceRecord:
     id: str
@@ -147,6 +153,17 @@ class InstanceRecord:
     space_name: str | None
     instance_name: str | None
 
+    @classmethod
+    def from_row(cls, row: Any) -> InstanceRecord:
+        """The one place a service_instances row (or its values) becomes a record."""
+        get = _field_reader(row)
+        return cls(
+            id=get("id"), service_id=get("service_id"), plan_id=get("plan_id"), scope=Scope(get("scope")),
+            organization_guid=get("organization_guid"), space_guid=get("space_guid"),
+            organization_name=get("organization_name"), space_name=get("space_name"),
+            instance_name=get("instance_name"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BindingRecord:
@@ -157,6 +174,15 @@ class BindingRecord:
     username: str
     secret_nonce: str = field(repr=False)
     password_sha256: str = field(repr=False, default="")
+
+    @classmethod
+    def from_row(cls, row: Any) -> BindingRecord:
+        """The one place a bindings row becomes a record."""
+        get = _field_reader(row)
+        return cls(
+            id=get("id"), instance_id=get("instance_id"), kind=BindingKind(get("kind")), app_guid=get("app_guid"),
+            username=get("username"), secret_nonce=get("secret_nonce"), password_sha256=get("password_sha256"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

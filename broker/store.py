@@ -33,7 +33,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from broker import store_pg
 from broker.domain import (
     AuditAction,
-    BindingKind,
     BindingRecord,
     BindRequest,
     Caller,
@@ -53,7 +52,6 @@ from tenant_metrics.core.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from tenant_metrics.core.labels import Scope
 from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance, utcnow
 
 # How often a write that lost a race is retried before giving up with a 503-worthy error.
@@ -181,7 +179,7 @@ class Store:
     @_reconnecting
     def get_instance(self, instance_id: str) -> InstanceRecord:
         with self._unit(single=True) as conn:
-            return _instance(self._instance_row(conn, instance_id))
+            return InstanceRecord.from_row(self._instance_row(conn, instance_id))
 
     @_reconnecting
     def find_binding(self, binding_id: str) -> BindingRecord:
@@ -189,7 +187,7 @@ class Store:
             row = conn.execute(_GET_BINDING, {"id": binding_id}).first()
             if row is None:
                 raise NotFound(f"binding {binding_id} does not exist")
-            return _binding(row)
+            return BindingRecord.from_row(row)
 
     @_reconnecting
     def instances_of_org(self, organization_guid: str) -> list[tuple[InstanceRecord, list[BindingRecord]]]:
@@ -200,7 +198,7 @@ class Store:
             found = []
             for row in rows:
                 bindings = conn.execute(select(_B).where(_B.c.instance_id == row.id).order_by(_B.c.id)).all()
-                found.append((_instance(row), [_binding(b) for b in bindings]))
+                found.append((InstanceRecord.from_row(row), [BindingRecord.from_row(b) for b in bindings]))
             return found
 
     @_reconnecting
@@ -241,13 +239,13 @@ class Store:
                 with self._unit(single=True) as conn:
                     params = {**values, "parameters": "{}", **_audit_params(AuditAction.PROVISION, caller, details)}
                     if conn.execute(store_pg.PROVISION, params).first() is not None:
-                        return Outcome(created=True, instance=_instance_from(values))
+                        return Outcome(created=True, instance=InstanceRecord.from_row(values))
                     row = conn.execute(_GET_INSTANCE, {"id": req.instance_id}).first()
                     if row is None:
                         continue  # deleted between the two statements: try again
                     if row.request_fingerprint != wanted:
                         raise Conflict(f"service instance {req.instance_id} already exists with different attributes")
-                    return Outcome(created=False, instance=_instance(row))
+                    return Outcome(created=False, instance=InstanceRecord.from_row(row))
             with self._unit(write=True) as conn:
                 if conn.execute(self._new["instance"], values).first() is None:
                     row = conn.execute(_GET_INSTANCE, {"id": req.instance_id}).first()
@@ -255,9 +253,9 @@ class Store:
                         continue  # deleted between the two statements: try again
                     if row.request_fingerprint != wanted:
                         raise Conflict(f"service instance {req.instance_id} already exists with different attributes")
-                    return Outcome(created=False, instance=_instance(row))
+                    return Outcome(created=False, instance=InstanceRecord.from_row(row))
                 _audit(conn, AuditAction.PROVISION, caller, req.instance_id, None, details)
-                return Outcome(created=True, instance=_instance_from(values))
+                return Outcome(created=True, instance=InstanceRecord.from_row(values))
         raise UpstreamError("database busy: could not settle concurrent provisions, retry")
 
     @_reconnecting
@@ -286,7 +284,7 @@ class Store:
                     new[name] = value
                     changes[name] = [getattr(row, name), value]
             if not new:
-                return _instance(row)
+                return InstanceRecord.from_row(row)
             plan_id = new.get("plan_id", row.plan_id)
             new["request_fingerprint"] = fingerprint(
                 service_id=row.service_id, plan_id=plan_id,
@@ -295,7 +293,7 @@ class Store:
             new["updated_at"] = utcnow()
             conn.execute(update(_I).where(_I.c.id == row.id).values(**new))
             _audit(conn, AuditAction.UPDATE, caller, row.id, None, changes)
-            return _instance(conn.execute(_GET_INSTANCE, {"id": row.id}).one())
+            return InstanceRecord.from_row(conn.execute(_GET_INSTANCE, {"id": row.id}).one())
 
     @_reconnecting
     def deprovision(self, instance_id: str, caller: Caller) -> list[str]:
@@ -330,7 +328,7 @@ class Store:
         for _ in range(_RACE_RETRIES):
             try:
                 with self._unit(write=not self._pg, single=self._pg) as conn:
-                    instance = _instance(self._instance_row(conn, req.instance_id))
+                    instance = InstanceRecord.from_row(self._instance_row(conn, req.instance_id))
                     issued = credentials.issue(key)
                     values = {
                         "id": req.binding_id,
@@ -359,7 +357,7 @@ class Store:
                             continue
                         if row.instance_id != req.instance_id or row.request_fingerprint != wanted:
                             raise Conflict(f"binding {req.binding_id} already exists with different attributes")
-                        return Outcome(created=False, instance=instance, binding=_binding(row))
+                        return Outcome(created=False, instance=instance, binding=BindingRecord.from_row(row))
                     return Outcome(created=True, instance=instance, binding=BindingRecord(
                         id=req.binding_id, instance_id=req.instance_id, kind=req.kind, app_guid=req.app_guid,
                         username=issued.username, secret_nonce=issued.secret_nonce,
@@ -482,36 +480,3 @@ def _audit_params(action: AuditAction, caller: Caller, details: dict[str, Any]) 
     }
 
 
-def _instance_from(values: dict[str, Any]) -> InstanceRecord:
-    return InstanceRecord(
-        id=values["id"], service_id=values["service_id"], plan_id=values["plan_id"], scope=Scope(values["scope"]),
-        organization_guid=values["organization_guid"], space_guid=values["space_guid"],
-        organization_name=values["organization_name"], space_name=values["space_name"],
-        instance_name=values["instance_name"],
-    )
-
-
-def _instance(row: Any) -> InstanceRecord:
-    return InstanceRecord(
-        id=row.id,
-        service_id=row.service_id,
-        plan_id=row.plan_id,
-        scope=Scope(row.scope),
-        organization_guid=row.organization_guid,
-        space_guid=row.space_guid,
-        organization_name=row.organization_name,
-        space_name=row.space_name,
-        instance_name=row.instance_name,
-    )
-
-
-def _binding(row: Any) -> BindingRecord:
-    return BindingRecord(
-        id=row.id,
-        instance_id=row.instance_id,
-        kind=BindingKind(row.kind),
-        app_guid=row.app_guid,
-        username=row.username,
-        secret_nonce=row.secret_nonce,
-        password_sha256=row.password_sha256,
-    )

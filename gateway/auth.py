@@ -65,6 +65,19 @@ class Tenant:
     def matcher(self) -> TenantMatcher:
         return TenantMatcher(self.scope.label, self.value)
 
+    @classmethod
+    def from_row(cls, binding: Any, instance: Any) -> Tenant:
+        """The one place a binding row and its instance row become a tenant: the scope the
+        instance's plan gives and the label value it enforces."""
+        try:
+            scope = Scope(instance.scope)
+        except ValueError as exc:
+            raise Unauthenticated("credentials have an unknown scope") from exc
+        value = instance.space_guid if scope is Scope.SPACE else instance.organization_guid
+        if not value:
+            raise Unauthenticated("credentials have no tenant")
+        return cls(binding.id, binding.username, scope, value)
+
 
 @dataclass(frozen=True, slots=True)
 class Presented:
@@ -238,14 +251,7 @@ class Authenticator:
         if row is None or not ok:
             raise Unauthenticated("invalid credentials")
         binding, instance = row
-        try:
-            scope = Scope(instance.scope)
-        except ValueError as exc:
-            raise Unauthenticated("credentials have an unknown scope") from exc
-        value = instance.space_guid if scope is Scope.SPACE else instance.organization_guid
-        if not value:
-            raise Unauthenticated("credentials have no tenant")
-        return Tenant(binding.id, binding.username, scope, value)
+        return Tenant.from_row(binding, instance)
 
 
 def _remember(table: dict[bytes, tuple[float, Any]], key: bytes, entry: tuple[float, Any], now: float) -> None:
