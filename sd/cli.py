@@ -168,9 +168,8 @@ def _run(args: argparse.Namespace, settings: SdSettings) -> int:
 def _prometheus_config(args: argparse.Namespace, settings: SdSettings) -> int:
     from sd import promconfig
     from sd.aiven import AivenClient
-    from sd.writer import write_if_changed
-
     from sd.alertmanager import alerting_section
+    from sd.writer import write_if_changed
 
     rule_files = _rule_files(args.rules_path)  # a bad path fails before anything is written
     alerting = alerting_section(args.alertmanager_url)  # likewise a bad --alertmanager-url
