@@ -1,4 +1,5 @@
-"""`tenant-metrics` subcommands for sd: run, once, prometheus-config, and the admin `owner` lookup."""
+"""`tenant-metrics` subcommands for sd: run, once, prometheus-config, prometheus-rules,
+alertmanager-config, and the admin `owner` lookup."""
 
 from __future__ import annotations
 
@@ -76,8 +77,17 @@ def register(sub: Any) -> None:
         help="rule file, directory or glob for rule_files: (default: the alert and capacity "
         "rules shipped with tenant-metrics, where it is installed; '' leaves rule_files out)",
     )
+    cfg.add_argument(
+        "--alertmanager-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an Alertmanager Prometheus sends alerts to (repeatable: one per replica), "
+        "e.g. http://alertmanager.internal:9093; adds the alerting: section",
+    )
     cfg.set_defaults(func=_prometheus_config, settings=_settings)
     register_rules(sd_sub)
+    register_alertmanager(sd_sub)
     owner = sub.add_parser(
         "owner", help="admin: show the Cloud Foundry owner sd has for an Aiven service"
     )
@@ -158,9 +168,11 @@ def _run(args: argparse.Namespace, settings: SdSettings) -> int:
 def _prometheus_config(args: argparse.Namespace, settings: SdSettings) -> int:
     from sd import promconfig
     from sd.aiven import AivenClient
+    from sd.alertmanager import alerting_section
     from sd.writer import write_if_changed
 
     rule_files = _rule_files(args.rules_path)  # a bad path fails before anything is written
+    alerting = alerting_section(args.alertmanager_url)  # likewise a bad --alertmanager-url
     if args.mode == "http_sd":
         promconfig.targets_url(args.sd_url)  # likewise a missing or bad --sd-url
     base = Path(settings.targets_file).resolve().parent
@@ -197,7 +209,7 @@ def _prometheus_config(args: argparse.Namespace, settings: SdSettings) -> int:
         job_name=args.job_name,
         discovery=discovery,
     )
-    print(promconfig.render(job, rule_files), end="")
+    print(promconfig.render(job, rule_files, alerting), end="")
     return 0
 
 
@@ -358,4 +370,49 @@ def _confirm_drop(args: argparse.Namespace, database: DatabaseSettings) -> int:
             indent=2,
         )
     )
+    return 0
+
+
+# --- alertmanager-config: an example Alertmanager routing for the platform alerts ---
+
+
+def register_alertmanager(sd_sub: Any) -> None:
+    am = sd_sub.add_parser(
+        "alertmanager-config",
+        help="print an example Alertmanager config: tenant alerts grouped per organization and "
+        "service to the platform's support queue, with inhibit rules",
+    )
+    am.add_argument(
+        "--support-receiver",
+        required=True,
+        metavar="URL|mailto:ADDRESS",
+        help="the support queue tenant alerts (audience=tenant) go to: a webhook URL "
+        "(e.g. the ticket system's) or mailto:support@example.com",
+    )
+    am.add_argument(
+        "--platform-receiver",
+        metavar="URL|mailto:ADDRESS",
+        help="where every other alert goes (default: the support receiver)",
+    )
+    am.add_argument("--smtp-smarthost", metavar="HOST:PORT", help="for mailto: receivers")
+    am.add_argument("--smtp-from", metavar="ADDRESS", help="for mailto: receivers")
+    am.set_defaults(func=_alertmanager_config)
+
+
+def _alertmanager_config(args: argparse.Namespace) -> int:
+    from sd import alertmanager
+
+    smtp = None
+    if args.smtp_smarthost or args.smtp_from:
+        if not (args.smtp_smarthost and args.smtp_from):
+            raise ConfigError("--smtp-smarthost and --smtp-from go together")
+        smtp = alertmanager.Smtp(args.smtp_smarthost, args.smtp_from)
+    support = alertmanager.Receiver.parse("--support-receiver", args.support_receiver)
+    platform = (
+        alertmanager.Receiver.parse("--platform-receiver", args.platform_receiver)
+        if args.platform_receiver
+        else None
+    )
+    config = alertmanager.routing_config(support, platform, smtp)
+    print(alertmanager.render(config), end="")
     return 0

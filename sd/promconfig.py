@@ -78,9 +78,14 @@ def scrape_job(
     }
 
 
-def render(job: dict[str, Any], rule_files: Sequence[str] = ()) -> str:
-    """The config fragment; ``rule_files`` (paths or globs) become its ``rule_files:``."""
+def render(
+    job: dict[str, Any], rule_files: Sequence[str] = (), alerting: dict[str, Any] | None = None
+) -> str:
+    """The config fragment; ``rule_files`` (paths or globs) become its ``rule_files:``,
+    ``alerting`` (sd.alertmanager.alerting_section) its ``alerting:``."""
     config: dict[str, Any] = {}
+    if alerting:
+        config["alerting"] = alerting
     if rule_files:
         config["rule_files"] = list(rule_files)
     config["scrape_configs"] = [job]
