@@ -418,27 +418,35 @@
     history.replaceState(null, "", "#" + p.toString());
   }
 
+  /** Alerts and capacity, alongside the services and the chart: one failing hides nothing else.
+   * Resolves to the first failure ({err, where}) or null, shown after the chart (whose success
+   * would otherwise clear the message). */
   async function loadOverview() {
-    // Alerts and capacity are independent of the service list: one failing does not hide the others.
     const [alerts, capacity] = await Promise.allSettled([loadAlerts(), loadCapacity()]);
     $("capacity").classList.toggle("stale", capacity.status === "rejected");
-    const failed = [alerts, capacity].find((r) => r.status === "rejected");
-    if (failed) showError(failed.reason, failed === alerts ? "alerts" : "capacity");
+    if (alerts.status === "rejected") return { err: alerts.reason, where: "alerts" };
+    if (capacity.status === "rejected") return { err: capacity.reason, where: "capacity" };
+    return null;
+  }
+  async function showOverviewError(overview) {
+    const failed = await overview;
+    if (failed) showError(failed.err, failed.where);
   }
 
   async function refresh() {
-    await loadOverview();
     try {
       await loadServices();
       $("services").classList.remove("stale");
       clearError();
     } catch (err) {
-      // Keep the last list on screen, greyed out, under the explanation.
-      $("services").classList.add("stale");
+      // Keep the last lists on screen, greyed out, under the explanation.
+      for (const id of ["services", "alerts", "capacity"]) $(id).classList.add("stale");
       showError(err, "services");
       if (err.status === 401) return;
     }
+    const overview = loadOverview();
     await drawChart();
+    await showOverviewError(overview);
   }
 
   async function start() {
@@ -449,7 +457,7 @@
     if (s.range) $("range").value = s.range;
     $("rate").checked = s.rate;
     $("expr").value = s.expr;
-    await loadOverview();
+    const overview = loadOverview();
     try {
       await loadServices();
     } catch (err) {
@@ -463,6 +471,7 @@
       showError(err, "metric names");
     }
     await drawChart();
+    await showOverviewError(overview);
     document.body.dataset.ready = "1";
     $("chart-form").addEventListener("submit", (ev) => { ev.preventDefault(); drawChart(); });
     for (const id of ["metric", "service", "range", "rate"]) $(id).addEventListener("change", () => drawChart());
