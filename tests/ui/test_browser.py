@@ -271,7 +271,11 @@ def test_alerts_and_capacity_per_tenant(browser: Browser, gateway_url: str, tena
 
         page = _open(browser, gateway_url, tenants.a)
         group = page.locator("#alerts article.alert-group[data-service='search-a']")
-        expect(group).to_have_count(1)
+        try:
+            expect(group).to_have_count(1)
+        except AssertionError as exc:  # say what the page showed instead
+            raise AssertionError(f"{exc}\npage: {page.inner_text('#alerts-section')!r} "
+                                 f"notice: {page.inner_text('#notice')!r} errors: {page.errors}") from None  # type: ignore[attr-defined]
         alert = group.locator(f"li.alert[data-alertname='{red}']")
         expect(alert).to_have_count(1)
         assert alert.get_attribute("data-state") == "firing"
