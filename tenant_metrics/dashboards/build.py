@@ -103,7 +103,97 @@ HEALTH_MAPPINGS = [
 ]
 
 
+# The platform's recording rules (tenant_metrics/rules/aiven-search-capacity.yml): one series
+# per service, cheap to read over any range.
+DISK_USED = "aiven_service:disk_used_percent:max"
+DAYS_TO_FULL = "aiven_service:disk_days_until_full:min"
+HEAP_USED = "aiven_service:jvm_heap_used_percent:max"
+RECORDED_NAMES = (DISK_USED, DAYS_TO_FULL, HEAP_USED)
+# Rows above the metric rows: alerts, then capacity; the metric rows start below them.
+TOP_ROWS_HEIGHT = 17
+
+
+def _alert_list(pid: int, kind: Kind, grid: tuple[int, int, int, int]) -> dict[str, Any]:
+    """Grafana's alert list (unified alerting) over the data source's own rules.
+
+    The gateway's ``/api/v1/rules`` shows the tenant only its own alerts; the label filter
+    narrows them to this dashboard's service type and the chosen instances.
+    """
+    x, y, w, h = grid
+    return {
+        "id": pid,
+        "type": "alertlist",
+        "title": "Firing and pending alerts",
+        "description": "The platform's alert rules for your services (severity, summary and since when). "
+                       "Needs the data source's alerting option on (Alerting → Manage alerts via Alerting UI).",
+        "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "options": {
+            "viewMode": "list",
+            "groupMode": "custom",
+            "groupBy": ["cf_service_instance_name"],
+            "maxItems": 50,
+            "sortOrder": 3,  # importance: firing before pending
+            "dashboardAlerts": False,
+            "alertName": "",
+            "showInstances": True,
+            "folder": None,
+            "datasource": "${datasource}",
+            "alertInstanceLabelFilter": f'{{aiven_service_type="{kind.service_type}", '
+                                        'cf_service_instance_name=~"${instance:regex}"}',
+            "stateFilter": {"firing": True, "pending": True, "noData": False, "normal": False,
+                            "error": True},
+        },
+    }
+
+
+def _capacity_panels(kind: Kind, first_id: int, y: int) -> list[dict[str, Any]]:
+    s = selector(kind)
+    by_inst = "cf_service_instance_name"
+    inst = "{{cf_service_instance_name}}"
+
+    def steps(*pairs: tuple[str, float | None]) -> dict[str, Any]:
+        return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in pairs]}
+
+    return [
+        _panel(first_id, "Disk used (fullest node)", "stat", (0, y, 8, 6),
+               [_target(f"max by ({by_inst}) ({DISK_USED}{s})", inst, "A")],
+               unit="percent", min=0, max=100,
+               description="The fullest filesystem of any node. Aiven's search services stop "
+                           "allocating shards at 85% and stop writes near 95%.",
+               thresholds=steps(("green", None), ("orange", 85), ("red", 90))),
+        _panel(first_id + 1, "Days until a disk is full", "stat", (8, y, 8, 6),
+               [_target(f"min by ({by_inst}) ({DAYS_TO_FULL}{s})", inst, "A")],
+               unit="d", decimals=1, noValue="not filling",
+               description="At the rate of the last 6 hours. No value: no disk is filling.",
+               thresholds=steps(("red", None), ("orange", 4), ("green", 14))),
+        _panel(first_id + 2, "JVM heap used (highest node)", "stat", (16, y, 8, 6),
+               [_target(f"max by ({by_inst}) ({HEAP_USED}{s})", inst, "A")],
+               unit="percent", min=0, max=100,
+               description="Sustained values above 75% mean frequent garbage collection; above 85% alerts.",
+               thresholds=steps(("green", None), ("orange", 75), ("red", 85))),
+    ]
+
+
+def _top_rows(kind: Kind) -> list[dict[str, Any]]:
+    return [
+        _row(24, "Alerts", 0),
+        _alert_list(25, kind, (0, 1, 24, 9)),
+        _row(26, "Capacity", 10),
+        *_capacity_panels(kind, 27, 11),
+    ]
+
+
 def panels(kind: Kind) -> list[dict[str, Any]]:
+    """The alerts and capacity rows, then the metric rows below them."""
+    out = _top_rows(kind)
+    for panel in _metric_panels(kind):
+        panel["gridPos"]["y"] += TOP_ROWS_HEIGHT
+        out.append(panel)
+    return out
+
+
+def _metric_panels(kind: Kind) -> list[dict[str, Any]]:
     f = kind.family
     s = selector(kind)
     by_inst = "cf_service_instance_name"
@@ -235,12 +325,13 @@ def dashboard(kind: Kind) -> dict[str, Any]:
         "__requires": [
             {"type": "grafana", "id": "grafana", "name": "Grafana", "version": MIN_GRAFANA},
             {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+            {"type": "panel", "id": "alertlist", "name": "Alert list", "version": ""},
             {"type": "panel", "id": "stat", "name": "Stat", "version": ""},
             {"type": "panel", "id": "timeseries", "name": "Time series", "version": ""},
         ],
         "uid": kind.uid,
         "title": f"Aiven {kind.title} (tenant metrics)",
-        "description": f"Health, traffic, JVM and host metrics of your Aiven {kind.title} services, "
+        "description": f"Alerts, capacity, health, traffic, JVM and host metrics of your Aiven {kind.title} services, "
                        "as scraped by the platform's Prometheus and served by the tenant-metrics gateway.",
         "tags": ["tenant-metrics", "aiven", kind.service_type],
         "editable": True,

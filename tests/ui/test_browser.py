@@ -7,10 +7,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tenant_metrics.world import wait_until
 from tests.ui.conftest import Tenants
-from tests.ui.world import ORG_B, SERVICES, SPACE_A1, XSS_NAME, Credentials, World, revoke, visible
+from tests.ui.world import (
+    ORG_B,
+    SERVICES,
+    SPACE_A1,
+    XSS_NAME,
+    Credentials,
+    Service,
+    World,
+    revoke,
+    visible,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -224,3 +236,110 @@ def test_without_credentials_the_page_says_how_to_sign_in(browser: Browser, gate
     api = context.request.get(f"{gateway_url}/api/v1/targets")
     assert api.status == 401 and api.headers["www-authenticate"] == resp.headers["www-authenticate"]
     context.close()
+
+
+def _firing(gateway: str, who: Credentials, alertname: str) -> set[str]:
+    """Instance names whose ``alertname`` fires for ``who``, through the gateway."""
+    resp = requests.get(f"{gateway}/api/v1/alerts", auth=who.auth, timeout=10)
+    resp.raise_for_status()
+    return {a["labels"].get("cf_service_instance_name", "") for a in resp.json()["data"]["alerts"]
+            if a["labels"].get("alertname") == alertname and a["state"] == "firing"}
+
+
+def _set_status(world: World, services: list[Service], code: float | None) -> None:
+    names = {s.aiven_name for s in services}
+    for node in world.nodes:
+        if node.identity.service in names:
+            node.knobs.status_code = code
+
+
+def test_alerts_and_capacity_per_tenant(browser: Browser, gateway_url: str, tenants: Tenants,
+                                        world: World, request: pytest.FixtureRequest) -> None:
+    """A red cluster (the exporter's knob) fires the shipped rule in a real Prometheus; the
+    owner's page shows it at the top, the other tenant's does not; hostile annotation text
+    (the instance name is templated into the summary) stays text."""
+    search_a = next(s for s in SERVICES if s.instance_name == "search-a")
+    xss = next(s for s in SERVICES if s.instance_name == XSS_NAME)
+    red = "AivenSearchClusterRed"
+    _set_status(world, [search_a, xss], 3.0)
+    try:
+        # for: 5m scaled by 0.01 -> 3 s, evaluated every second.
+        wait_until(lambda: _firing(gateway_url, tenants.a, red) == {"search-a"}, timeout=30,
+                   what="search-a red and firing for tenant A")
+        wait_until(lambda: _firing(gateway_url, tenants.b, red) == {XSS_NAME}, timeout=30,
+                   what="the hostile-named service red and firing for tenant B")
+
+        page = _open(browser, gateway_url, tenants.a)
+        group = page.locator("#alerts article.alert-group[data-service='search-a']")
+        try:
+            expect(group).to_have_count(1)
+        except AssertionError as exc:  # say what the page showed instead
+            raise AssertionError(f"{exc}\npage: {page.inner_text('#alerts-section')!r} "
+                                 f"notice: {page.inner_text('#notice')!r} errors: {page.errors}") from None  # type: ignore[attr-defined]
+        alert = group.locator(f"li.alert[data-alertname='{red}']")
+        expect(alert).to_have_count(1)
+        assert alert.get_attribute("data-state") == "firing"
+        assert alert.get_attribute("data-severity") == "critical"
+        text = alert.inner_text()
+        assert "search-a: search cluster is red" in text  # summary
+        assert "at least one primary shard is not allocated" in text  # description
+        assert "since " in text and "ago" in text  # activeAt
+        assert page.locator("#alerts article.alert-group").evaluate_all(
+            "gs => gs.map(g => g.dataset.service)") == ["search-a"]
+        assert XSS_NAME not in page.inner_text("body")  # tenant B's alert is not here
+        assert "firing" in page.inner_text("#alerts-status")
+        # The alerts come before the services, at the top of the page.
+        assert page.evaluate("document.querySelector('main').firstElementChild.id") == "alerts-section"
+        # Capacity: one card per own service, with numbers.
+        cards = page.locator("#capacity article.capacity-card")
+        assert {c.get_attribute("data-service") for c in cards.all()} == {s.instance_name for s in visible("space", SPACE_A1)}
+        for card in cards.all():
+            assert re.fullmatch(r"\d+\.\d %", card.locator("[data-figure='disk'] .figure-value").inner_text())
+            assert re.fullmatch(r"\d+\.\d %", card.locator("[data-figure='heap'] .figure-value").inner_text())
+            # The fake disks fill slowly (about 69 days from 60 GB at 10 kB/s).
+            assert re.fullmatch(r"\d+ days|more than a year",
+                                card.locator("[data-figure='days'] .figure-value").inner_text())
+        assert page.errors == []  # type: ignore[attr-defined]
+        _shot(page, request, "alerts-a")
+        page.context.close()
+
+        page = _open(browser, gateway_url, tenants.b)
+        assert "search-a" not in page.locator("#alerts").inner_text()
+        group = page.locator("#alerts article.alert-group").filter(has=page.locator(f"li[data-alertname='{red}']"))
+        expect(group).to_have_count(1)
+        assert group.get_attribute("data-service") == XSS_NAME
+        summary = group.locator(f"li[data-alertname='{red}'] .alert-summary").inner_text()
+        assert summary == f"{XSS_NAME}: search cluster is red"  # the markup, as text
+        assert page.locator("#alerts img, #capacity img").count() == 0  # ...never as an element
+        assert page.evaluate("window.tmXss") is None
+        assert page.locator(f"#capacity article.capacity-card[data-service='{search_a.instance_name}']").count() == 0
+        assert page.errors == []  # type: ignore[attr-defined]
+        _shot(page, request, "alerts-b")
+        page.context.close()
+    finally:
+        _set_status(world, [search_a, xss], None)
+
+
+def test_a_service_whose_disk_is_not_filling_says_so(browser: Browser, gateway_url: str, tenants: Tenants,
+                                                      world: World) -> None:
+    legacy = next(s for s in SERVICES if s.instance_name == "legacy-a")
+    nodes = [n for n in world.nodes if n.identity.service == legacy.aiven_name]
+    for n in nodes:
+        n.knobs.disk_free_bytes_per_second = 1e4  # being freed: no days-to-full series
+    try:
+        query = f'aiven_service:disk_days_until_full:min{{cf_service_instance_name="{legacy.instance_name}"}}'
+
+        def gone() -> bool:
+            resp = requests.get(f"{gateway_url}/api/v1/query", params={"query": query},
+                                auth=tenants.a.auth, timeout=10)
+            return resp.ok and resp.json()["data"]["result"] == []
+
+        # The free space now only grows, so deriv() turns positive within a few evaluations.
+        wait_until(gone, timeout=60, what="legacy-a's days-to-full series gone")
+        page = _open(browser, gateway_url, tenants.a)
+        card = page.locator(f"#capacity article.capacity-card[data-service='{legacy.instance_name}']")
+        assert card.locator("[data-figure='days'] .figure-value").inner_text() == "not filling"
+        page.context.close()
+    finally:
+        for n in nodes:
+            n.knobs.disk_free_bytes_per_second = None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
+import promql_parser
 import pytest
 import requests
 
+from tenant_metrics.world import wait_until
 from tests.ui.conftest import Tenants
 from tests.ui.dashboards_util import dashboard_files, expressions, load, substitute
 from tests.ui.world import ORG_B, SPACE_A1, Credentials, Service, visible
@@ -81,3 +84,41 @@ def test_a_panel_over_a_range_as_grafana_draws_it(gateway_url: str, tenants: Ten
                 [("query", substitute(expr.expr, ALL)), ("start", str(end - 60)), ("end", str(end)), ("step", "2")])
     assert {r["metric"]["cf_service_instance_name"] for r in data["result"]} == {"search-a"}
     assert all(float(v) > 0 for r in data["result"] for _, v in r["values"])
+
+
+def _matches(label_filter: str, labels: dict[str, str]) -> bool:
+    """Grafana's alert instance label filter (PromQL-style matchers) applied to one alert."""
+    selector = promql_parser.parse(label_filter)
+    for m in selector.matchers.matchers:
+        value = labels.get(m.name, "")
+        op = str(m.op).rsplit(".", 1)[-1]
+        ok = {"Equal": value == m.value, "NotEqual": value != m.value,
+              "Re": re.fullmatch(m.value, value) is not None,
+              "NotRe": re.fullmatch(m.value, value) is None}[op]
+        if not ok:
+            return False
+    return True
+
+
+@pytest.mark.e2e
+def test_the_alert_list_filter_picks_the_tenant_s_alerts_through_the_gateway(gateway_url: str, tenants: Tenants) -> None:
+    """logs-b (tenant B) has a node that does not answer: the shipped rule fires (for x0.01)
+    and each dashboard's alert list filter keeps it exactly when the type and instance fit."""
+    def alerts() -> list[dict]:
+        data = _get(gateway_url, tenants.b, "/api/v1/alerts", [])
+        return [a for a in data["alerts"] if a["labels"]["alertname"] == "AivenSearchNodeNotScraped"
+                and a["state"] == "firing"]
+
+    firing = wait_until(alerts, timeout=30, what="logs-b's down node alert firing for tenant B")
+    labels = firing[0]["labels"]
+    assert labels["cf_service_instance_name"] == "logs-b"
+    for path in FILES:
+        (panel,) = [p for p in load(path)["panels"] if p["type"] == "alertlist"]
+        flt = panel["options"]["alertInstanceLabelFilter"]
+        fits = _type_of(path) == labels["aiven_service_type"]
+        assert _matches(substitute(flt, ALL), labels) is fits, path.name
+        assert _matches(substitute(flt, {**ALL, "instance": "logs-b"}), labels) is fits, path.name
+        assert not _matches(substitute(flt, {**ALL, "instance": "search-b"}), labels), path.name
+    # Tenant A sees none of tenant B's alerts.
+    seen_by_a = _get(gateway_url, tenants.a, "/api/v1/alerts", [])["alerts"]
+    assert {a["labels"]["cf_space_guid"] for a in seen_by_a} <= {SPACE_A1}

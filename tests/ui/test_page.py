@@ -121,6 +121,26 @@ def test_the_page_and_its_assets_with_credentials(client: Client, tenant: Creden
         assert redirect.headers["Location"] == "/ui/"
 
 
+def test_alerts_and_capacity_come_first_and_data_stays_text(client: Client, tenant: Credentials) -> None:
+    """The page as served: alerts, then capacity, above the services; the script that fills
+    them builds nodes from text only (the browser test checks hostile text stays text)."""
+    auth = _basic(tenant.username, tenant.password)
+    html = client.get("/ui/", headers=auth).text
+    order = [html.index(f'id="{s}-section"') for s in ("alerts", "capacity", "services", "chart")]
+    assert order == sorted(order)
+    app = client.get("/ui/static/app.js", headers=auth).text
+    # Alerts through the gateway's tenant-filtered endpoint, capacity from the recording rules.
+    assert 'api("alerts")' in app
+    for name in ("aiven_service:disk_used_percent:max", "aiven_service:disk_days_until_full:min",
+                 "aiven_service:jvm_heap_used_percent:max"):
+        assert name in app
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in app, sink
+    # The CSP still allows our own scripts only, with no inline script or style.
+    csp = client.get("/ui/", headers=auth).headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "unsafe-inline" not in csp
+
+
 def test_bearer_password_works_too(client: Client, tenant: Credentials) -> None:
     resp = client.get("/ui/", headers={"Authorization": f"Bearer {tenant.password}"})
     assert resp.status_code == 200

@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 from tenant_metrics.fakes.exporter import RunningExporter
+from tenant_metrics.rules import render_rules
 from tenant_metrics.world import (
     TenantCreds,
     address,
@@ -72,6 +73,13 @@ SPACE_B1, SPACE_B2 = "5b100000-0000-4000-8000-0000000000b1", "5b200000-0000-4000
 
 XSS_NAME = "<img src=x onerror=window.tmXss=1>"
 
+# The shipped rules, evaluated every second with every `for` cut to 1/100 (a red cluster
+# fires after 3 s instead of 5 min), so the page's alerts and the recording-rule series
+# the capacity cards and dashboards read exist within a test's time.
+RULES_FOR_SCALE = 0.01
+RECORDED = ("aiven_service:disk_used_percent:max", "aiven_service:disk_days_until_full:min",
+            "aiven_service:jvm_heap_used_percent:max")
+
 # Tenant A holds a *space* plan in space-a1; tenant B an *org* plan for org-b.
 SERVICES = (
     Service("search-a", "opensearch", ORG_A, "org-a", SPACE_A1, "space-a1", nodes=2),
@@ -121,7 +129,9 @@ def running_world(prometheus_binary: str, workdir: Path, extra_flags: tuple[str,
                    "labels": svc.labels()} for svc in SERVICES]
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "targets.json").write_text(json.dumps(groups))
+        (workdir / "rules.yml").write_text(render_rules(for_scale=RULES_FOR_SCALE, interval="1s"))
         config = ("global: {scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}\n"
+                  f"rule_files: ['{workdir / 'rules.yml'}']\n"
                   "scrape_configs:\n"
                   "- job_name: aiven\n"
                   f"  file_sd_configs: [{{files: ['{workdir / 'targets.json'}'], refresh_interval: 1s}}]\n")
@@ -129,6 +139,7 @@ def running_world(prometheus_binary: str, workdir: Path, extra_flags: tuple[str,
         try:
             world = World(prometheus.url, nodes, started=time.monotonic())
             wait_until(lambda: _all_scraped(prometheus.url), timeout=30, what="every target scraped twice")
+            wait_until(lambda: _all_recorded(prometheus.url), timeout=30, what="every capacity series recorded")
             yield world
         finally:
             prometheus.stop()
@@ -139,3 +150,12 @@ def _all_scraped(url: str) -> bool:
     resp = requests.get(f"{url}/api/v1/query", params={"query": "count_over_time(system_uptime[1m]) >= 3"}, timeout=5)
     live = sum(s.nodes for s in SERVICES)
     return resp.ok and len(resp.json()["data"]["result"]) == live
+
+
+def _all_recorded(url: str) -> bool:
+    # One series per service for each capacity rule (every service has a live node that is filling).
+    for name in RECORDED:
+        resp = requests.get(f"{url}/api/v1/query", params={"query": name}, timeout=5)
+        if not resp.ok or len(resp.json()["data"]["result"]) != len(SERVICES):
+            return False
+    return True

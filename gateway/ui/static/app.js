@@ -1,4 +1,5 @@
-/* The tenant page: services and their health from /api/v1/targets, a chart from /api/v1/query_range.
+/* The tenant page: alerts from /api/v1/alerts, capacity from the platform's recording rules
+ * (/api/v1/query), services and their health from /api/v1/targets, a chart from /api/v1/query_range.
  *
  * Every request goes to the gateway's own Prometheus API with the credentials the browser
  * already holds; the gateway restricts each answer to this tenant's services. Data from
@@ -176,6 +177,125 @@
     } catch (e) { /* only cosmetic: the address is shown instead */ }
   }
 
+  // --- Alerts: /api/v1/alerts, already restricted by the gateway to this tenant's instances.
+  const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
+  const STATE_RANK = { firing: 0, pending: 1 };
+  function alertService(a) {
+    const l = a.labels || {};
+    return l.cf_service_instance_name || l.aiven_service_name || "(no service)";
+  }
+  function sinceText(iso) {
+    const t = Date.parse(iso);
+    if (!isFinite(t) || t <= 0) return "";
+    return "since " + new Date(t).toLocaleString() + " (" + ago(iso) + ")";
+  }
+
+  /** Firing and pending alerts, grouped per service; every value goes in as text. */
+  function renderAlerts(alerts) {
+    const active = alerts.filter((a) => a.state === "firing" || a.state === "pending");
+    const root = $("alerts");
+    root.replaceChildren();
+    const firing = active.filter((a) => a.state === "firing").length;
+    $("alerts-status").textContent = active.length === 0
+      ? "No alerts: every rule is quiet for your services."
+      : firing + " firing, " + (active.length - firing) + " pending.";
+    $("alerts-section").dataset.firing = String(firing);
+    const groups = new Map();
+    for (const a of active) {
+      const key = alertService(a);
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(a);
+    }
+    for (const key of Array.from(groups.keys()).sort((x, y) => x.localeCompare(y))) {
+      const list = groups.get(key).slice().sort((x, y) =>
+        (STATE_RANK[x.state] - STATE_RANK[y.state]) ||
+        ((SEVERITY_RANK[(x.labels || {}).severity] ?? 9) - (SEVERITY_RANK[(y.labels || {}).severity] ?? 9)) ||
+        String((x.labels || {}).alertname).localeCompare(String((y.labels || {}).alertname)));
+      const items = list.map((a) => {
+        const l = a.labels || {}, an = a.annotations || {};
+        const severity = String(l.severity || "none");
+        return el("li", { class: "alert " + a.state, "data-alertname": String(l.alertname || ""),
+                          "data-state": a.state, "data-severity": severity },
+          el("div", { class: "alert-head" },
+            el("span", { class: "pill sev-" + severity.replace(/[^a-z]/g, "") }, severity),
+            el("span", { class: "pill state-" + a.state }, a.state),
+            el("strong", { class: "alert-summary" }, String(an.summary || l.alertname || "Alert"))),
+          an.description ? el("p", { class: "alert-description" }, String(an.description)) : null,
+          el("p", { class: "alert-meta muted", title: String(a.activeAt || "") },
+            String(l.alertname || "") + (l.instance ? " · node " + l.instance : "") +
+            (a.activeAt ? " · " + sinceText(a.activeAt) : "")));
+      });
+      root.appendChild(el("article", { class: "alert-group", "data-service": key },
+        el("h3", {}, key), el("ul", { class: "alert-list" }, ...items)));
+    }
+  }
+
+  async function loadAlerts() {
+    try {
+      const data = await api("alerts");
+      renderAlerts(data.alerts || []);
+      $("alerts").classList.remove("stale");
+    } catch (err) {
+      $("alerts").classList.add("stale");
+      $("alerts-status").textContent = "Alerts could not be loaded: see the message above.";
+      throw err;
+    }
+  }
+
+  // --- Capacity: the platform's recording rules (one cheap series per service).
+  const CAPACITY = [
+    { key: "disk", query: "aiven_service:disk_used_percent:max", label: "Disk used" },
+    { key: "days", query: "aiven_service:disk_days_until_full:min", label: "Days to full" },
+    { key: "heap", query: "aiven_service:jvm_heap_used_percent:max", label: "JVM heap" },
+  ];
+  function capacityText(key, value) {
+    if (key === "days") {
+      if (value === undefined) return "not filling";
+      if (value >= 365) return "more than a year";
+      return value.toFixed(value < 10 ? 1 : 0) + " days";
+    }
+    return value === undefined ? "no data yet" : value.toFixed(1) + " %";
+  }
+  function capacityLevel(key, value) {
+    if (value === undefined) return "ok";
+    if (key === "disk") return value >= 90 ? "bad" : value >= 85 ? "warn" : "ok";
+    if (key === "days") return value < 4 ? "bad" : value < 14 ? "warn" : "ok";
+    return value >= 85 ? "bad" : value >= 75 ? "warn" : "ok";
+  }
+
+  async function loadCapacity() {
+    const answers = await Promise.all(CAPACITY.map((c) => api("query", [["query", c.query]])));
+    const byService = new Map();
+    answers.forEach((data, i) => {
+      for (const r of data.result || []) {
+        const m = r.metric || {};
+        const svc = m.cf_service_instance_name || m.aiven_service_name || "?";
+        if (!byService.has(svc)) byService.set(svc, { labels: m, values: {} });
+        byService.get(svc).values[CAPACITY[i].key] = Number(r.value[1]);
+      }
+    });
+    const root = $("capacity");
+    root.replaceChildren();
+    if (byService.size === 0) {
+      root.appendChild(el("p", { class: "empty" },
+        "No capacity figures yet: they appear a few minutes after the first scrapes of your search services."));
+      return;
+    }
+    for (const svc of Array.from(byService.keys()).sort((x, y) => x.localeCompare(y))) {
+      const { labels, values } = byService.get(svc);
+      const rows = CAPACITY.map((c) => {
+        const v = isFinite(values[c.key]) ? values[c.key] : undefined;
+        return el("div", { class: "figure " + capacityLevel(c.key, v), "data-figure": c.key },
+          el("span", { class: "figure-label muted" }, c.label),
+          el("span", { class: "figure-value" }, capacityText(c.key, v)));
+      });
+      root.appendChild(el("article", { class: "capacity-card", "data-service": svc },
+        el("h3", {}, svc),
+        el("p", { class: "meta muted" }, [labels.aiven_service_type, labels.aiven_plan].filter(Boolean).join(" · ")),
+        el("div", { class: "figures" }, ...rows)));
+    }
+  }
+
   function renderServiceOptions(services) {
     const sel = $("service");
     const keep = sel.value;
@@ -298,18 +418,35 @@
     history.replaceState(null, "", "#" + p.toString());
   }
 
+  /** Alerts and capacity, alongside the services and the chart: one failing hides nothing else.
+   * Resolves to the first failure ({err, where}) or null, shown after the chart (whose success
+   * would otherwise clear the message). */
+  async function loadOverview() {
+    const [alerts, capacity] = await Promise.allSettled([loadAlerts(), loadCapacity()]);
+    $("capacity").classList.toggle("stale", capacity.status === "rejected");
+    if (alerts.status === "rejected") return { err: alerts.reason, where: "alerts" };
+    if (capacity.status === "rejected") return { err: capacity.reason, where: "capacity" };
+    return null;
+  }
+  async function showOverviewError(overview) {
+    const failed = await overview;
+    if (failed) showError(failed.err, failed.where);
+  }
+
   async function refresh() {
     try {
       await loadServices();
       $("services").classList.remove("stale");
       clearError();
     } catch (err) {
-      // Keep the last list on screen, greyed out, under the explanation.
-      $("services").classList.add("stale");
+      // Keep the last lists on screen, greyed out, under the explanation.
+      for (const id of ["services", "alerts", "capacity"]) $(id).classList.add("stale");
       showError(err, "services");
       if (err.status === 401) return;
     }
+    const overview = loadOverview();
     await drawChart();
+    await showOverviewError(overview);
   }
 
   async function start() {
@@ -320,6 +457,7 @@
     if (s.range) $("range").value = s.range;
     $("rate").checked = s.rate;
     $("expr").value = s.expr;
+    const overview = loadOverview();
     try {
       await loadServices();
     } catch (err) {
@@ -333,6 +471,7 @@
       showError(err, "metric names");
     }
     await drawChart();
+    await showOverviewError(overview);
     document.body.dataset.ready = "1";
     $("chart-form").addEventListener("submit", (ev) => { ev.preventDefault(); drawChart(); });
     for (const id of ["metric", "service", "range", "rate"]) $(id).addEventListener("change", () => drawChart());
