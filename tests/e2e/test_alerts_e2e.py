@@ -173,3 +173,25 @@ def test_a_red_cluster_shows_to_its_tenant_only(world: World) -> None:
     for probe in ({}, {"rule_name[]": "AivenSearchClusterRed"}, {"type": "alert"}, {"type": "record"}):
         text = json.dumps([_data(world, "b", "/api/v1/rules", **probe), _data(world, "b", "/api/v1/alerts")])
         assert not any(value in text for value in ("space-a", "org-1", "guid-a", "tm-a", "a-search"))
+
+
+def test_a_filling_disk_warns_its_tenant_only(world: World) -> None:
+    """B's disk fills on a steep slope: predict_linear over disk_free says full within four
+    days, and the alert reaches B alone, within its `for` plus two evaluations."""
+    world.exporters["b"].knobs.disk_free_bytes_per_second = -1e9  # 60 GB free: gone in a minute
+    falling = 'predict_linear(disk_free{cf_organization_guid="org-2"}[6h], 4 * 86400) < 0'
+    _wait_for(lambda: _direct(world, "/api/v1/query", query=falling)["result"], 30, "a falling disk_free")
+    seen = time.monotonic()
+    bound = parse_duration("1h") * FOR_SCALE / 1000 + 2 * EVAL_SECONDS + SLACK_SECONDS
+
+    def disk_alerts(tenant: str) -> list[dict[str, Any]]:
+        return [a for a in _data(world, tenant, "/api/v1/alerts")["alerts"]
+                if a["labels"]["alertname"] == "AivenSearchDiskFullInFourDays" and a["state"] == "firing"]
+
+    fired = _wait_for(lambda: disk_alerts("b"), bound, f"B's disk-full alert within {bound:.1f}s")
+    assert time.monotonic() - seen <= bound
+    assert [a["labels"]["cf_service_instance_guid"] for a in fired] == ["guid-b"]
+    assert {k: fired[0]["labels"][k] for k in OWNERS["b"]} == OWNERS["b"]
+    assert disk_alerts("a") == []
+    text = json.dumps([_data(world, "a", "/api/v1/alerts"), _data(world, "a", "/api/v1/rules")])
+    assert not any(value in text for value in ("space-b", "org-2", "guid-b", "tm-b", "b-search"))
