@@ -300,7 +300,7 @@ def write_report(out: Path, rows: list[dict[str, Any]], rewrites: list[tuple[str
         "",
         (f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; {prom_version}. "
         f"Load average (1 min) when the run started: {load_at_start:.1f}."),
-        (f"Data: {TENANTS * SERVICES_PER_TENANT} loopback Aiven-like exporters (fakes/exporter.py) of {TENANTS} tenants, "
+        (f"Data: {TENANTS * SERVICES_PER_TENANT} loopback Aiven-like exporters (tenant_metrics/fakes/exporter.py) of {TENANTS} tenants, "
         "scraped every second. The tenant queried owns 3 of them."),
         (f"Gateway: `tenant-metrics gateway` (gunicorn with aiohttp's uvloop worker, {args.workers} worker "
          "processes, one event loop each), SQLite."),
