@@ -24,7 +24,7 @@ from broker.config import BrokerSettings, from_env
 from broker.metrics import BrokerMetrics
 from broker.osb import Operation
 from broker.service import BrokerService
-from broker.store import Store, broker_timeouts, request_timeout_from_env
+from broker.store import Store, broker_timeouts
 from tenant_metrics.core import jsonlog
 from tenant_metrics.core.db import make_engine
 from tenant_metrics.core.errors import TenantMetricsError, Unauthenticated, UpstreamError
@@ -73,9 +73,9 @@ def create_app(
     settings = settings or from_env(os.environ)
     # No pre-ping round trip per checkout: Store reconnects once on a dead connection.
     # Database waits fit inside BROKER_REQUEST_TIMEOUT: a hung database is a 503, not a hang.
-    request_timeout = request_timeout_from_env(os.environ)
-    store = Store(make_engine(settings.database_url, broker_timeouts(request_timeout), pool_pre_ping=False),
-                  request_timeout=request_timeout)
+    timeouts = broker_timeouts(settings.request_timeout, settings.database.timeouts)
+    store = Store(make_engine(settings.database_url, timeouts, pool_pre_ping=False),
+                  request_timeout=settings.request_timeout)
     service = BrokerService(settings, store)
     metrics = BrokerMetrics(registry if registry is not None else CollectorRegistry(),
                             multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)

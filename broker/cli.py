@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
 
 
 def _store(settings: DatabaseSettings) -> Store:
-    return Store(make_engine(settings.url, settings.timeouts()))
+    return Store(make_engine(settings.url, settings.timeouts))
 
 
 def _instances(args: argparse.Namespace, settings: DatabaseSettings) -> int:

@@ -16,6 +16,10 @@ from tenant_metrics.core.httpauth import Access, metrics_access
 DEFAULT_SERVICE_ID = "10cdfd27-97b4-4f39-9583-a56f77a858cd"
 DEFAULT_SPACE_PLAN_ID = "bc41c325-d6d4-4177-8fb3-f2432b93957f"
 DEFAULT_ORG_PLAN_ID = "fb30f71d-2053-406f-af52-f2316f3871eb"
+# Cloud Controller gives up on a broker after 60 s and gunicorn kills a worker after its
+# timeout (broker/gunicorn_conf.py); a database outage must end as an OSB 503 well before.
+DEFAULT_REQUEST_TIMEOUT = 4.5
+MAX_REQUEST_TIMEOUT = 30.0
 DEFAULT_SERVICE_NAME = "tenant-metrics"
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8090"
 # docs/tenant-guide.md, as published beside the gateway unless operators point elsewhere.
@@ -55,6 +59,9 @@ class BrokerSettings:
     # Who may read /metrics: METRICS_USERNAME/METRICS_PASSWORD (or METRICS_BEARER_TOKEN);
     # without them open off Cloud Foundry and not served (404) on it (core/httpauth.py).
     metrics: Access = field(default_factory=Access)
+    # BROKER_REQUEST_TIMEOUT: the longest a broker call waits for the database (broker/store.py
+    # fits the DB_* timeouts inside it).
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.database is None:
@@ -112,6 +119,7 @@ def from_env(env: Mapping[str, str], cwd: str | None = None) -> BrokerSettings:
         ),
         catalog=catalog,
         metrics=p.value(metrics_access, env, default=Access(served=False)),
+        request_timeout=p.value(request_timeout_from_env, env, default=DEFAULT_REQUEST_TIMEOUT),
     )
     p.raise_if_any()
     return settings
@@ -143,3 +151,17 @@ def _cli_name(name: str) -> str:
     if not all(c.isascii() and (c.islower() or c.isdigit() or c in "-.") for c in name):
         raise ConfigError(f"BROKER_SERVICE_NAME must be lowercase letters, digits, '.' or '-', got {name!r}")
     return name
+
+
+def request_timeout_from_env(environ: Mapping[str, str]) -> float:
+    """BROKER_REQUEST_TIMEOUT (seconds): the longest a broker call waits for the database."""
+    raw = environ.get("BROKER_REQUEST_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_REQUEST_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"BROKER_REQUEST_TIMEOUT must be a number of seconds, not {raw!r}") from None
+    if not 1.0 <= value <= MAX_REQUEST_TIMEOUT:
+        raise ConfigError(f"BROKER_REQUEST_TIMEOUT must be between 1 and {MAX_REQUEST_TIMEOUT:g} seconds")
+    return value

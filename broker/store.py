@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from broker import store_pg
+from broker.config import DEFAULT_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT, request_timeout_from_env  # noqa: F401
 from broker.domain import (
     AuditAction,
     BindingRecord,
@@ -45,7 +46,6 @@ from broker.domain import (
 from tenant_metrics.core import credentials
 from tenant_metrics.core.db import WATCHDOG, Timeouts, connection_fd, ping
 from tenant_metrics.core.errors import (
-    ConfigError,
     Conflict,
     InvalidInput,
     NotFound,
@@ -57,30 +57,11 @@ from tenant_metrics.core.models import AuditEvent, Binding, ServiceInstance, utc
 # How often a write that lost a race is retried before giving up with a 503-worthy error.
 _RACE_RETRIES = 3
 
-# Cloud Controller gives up on a broker after 60 s and gunicorn kills a worker after its
-# timeout (broker/gunicorn_conf.py); a database outage must end as an OSB 503 well before.
-DEFAULT_REQUEST_TIMEOUT = 4.5
-MAX_REQUEST_TIMEOUT = 30.0
-
 # PostgreSQL SQLSTATEs that mean "busy", not "down".
 _LOCK_NOT_AVAILABLE = "55P03"
 _QUERY_CANCELED = "57014"
 
 _deadline: ContextVar[float | None] = ContextVar("broker_db_deadline", default=None)
-
-
-def request_timeout_from_env(environ: Mapping[str, str]) -> float:
-    """BROKER_REQUEST_TIMEOUT (seconds): the longest a broker call waits for the database."""
-    raw = environ.get("BROKER_REQUEST_TIMEOUT", "").strip()
-    if not raw:
-        return DEFAULT_REQUEST_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"BROKER_REQUEST_TIMEOUT must be a number of seconds, not {raw!r}") from None
-    if not 1.0 <= value <= MAX_REQUEST_TIMEOUT:
-        raise ConfigError(f"BROKER_REQUEST_TIMEOUT must be between 1 and {MAX_REQUEST_TIMEOUT:g} seconds")
-    return value
 
 
 def broker_timeouts(request_timeout: float, base: Timeouts | None = None) -> Timeouts:

@@ -104,7 +104,7 @@ def credential_store_engine(settings: config.GatewaySettings) -> Engine:
     """The engine for credential lookups: the DB_* timeouts, each fitted inside the lookup
     bound, so a hung database costs a lookup seconds rather than minutes."""
     bound = settings.auth_lookup_timeout_seconds
-    t = settings.database.timeouts()
+    t = settings.database.timeouts
     fitted = dataclasses.replace(
         t,
         connect_timeout=min(t.connect_timeout, bound),

@@ -54,7 +54,7 @@ def sd_engine(database: DatabaseSettings) -> Engine:
     """sd's engine: every wait bounded by the DB_* timeouts (tenant_metrics.core.db), and a
     fresh connection per unit of work (``pool_recycle=0``: sd opens a handful per cycle),
     so a pooled connection caught in a partition is never waited on again."""
-    return make_engine(database.url, database.timeouts(), pool_recycle=0)
+    return make_engine(database.url, database.timeouts, pool_recycle=0)
 
 
 def _drop_confirmed(

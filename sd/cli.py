@@ -257,7 +257,7 @@ def _owner(args: argparse.Namespace, settings: OwnerLookupSettings) -> int:
         out["reason"] = f"name is not '{prefix}-<cf service instance guid>'; sd ignores it"
         print(json.dumps(out, indent=2))
         return 1
-    engine = make_engine(settings.database.url, settings.database.timeouts())
+    engine = make_engine(settings.database.url, settings.database.timeouts)
     try:
         with session_scope(make_session_factory(engine)) as session:
             row = store.load_one(session, guid)

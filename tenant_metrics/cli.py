@@ -22,17 +22,17 @@ def _db_upgrade(args: argparse.Namespace, settings: DatabaseSettings) -> int:
     from tenant_metrics.core import db
 
     try:
-        db.upgrade(settings.url, args.revision, settings.timeouts())  # with the migration timeouts
+        db.upgrade(settings.url, args.revision, settings.timeouts)  # with the migration timeouts
     except CommandError as exc:  # an unknown target revision
         raise InvalidInput(f"db upgrade: {exc}") from exc
-    print(f"database at revision {db.current_revision(settings.url, settings.timeouts())}")
+    print(f"database at revision {db.current_revision(settings.url, settings.timeouts)}")
     return 0
 
 
 def _db_current(args: argparse.Namespace, settings: DatabaseSettings) -> int:
     from tenant_metrics.core import db
 
-    print(db.current_revision(settings.url, settings.timeouts()) or "(empty)")
+    print(db.current_revision(settings.url, settings.timeouts) or "(empty)")
     return 0
 
 
@@ -98,12 +98,12 @@ def _check_database(settings: DatabaseSettings) -> str | None:
     from tenant_metrics.core import db
 
     try:
-        engine = db.make_engine(settings.url, settings.timeouts())
+        engine = db.make_engine(settings.url, settings.timeouts)
         try:
             db.ping(engine)
         finally:
             engine.dispose()
-        current, head = db.current_revision(settings.url, settings.timeouts()), db.head_revision()
+        current, head = db.current_revision(settings.url, settings.timeouts), db.head_revision()
     except (UpstreamError, SQLAlchemyError) as exc:
         return f"database unavailable: {db.describe_failure(settings.url, exc)}"
     if current != head:

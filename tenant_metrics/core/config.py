@@ -69,58 +69,38 @@ class DatabaseSettings:
     """
 
     url: str = field(repr=False)
-    connect_timeout: float = 5.0
-    statement_timeout: float = 5.0
-    migration_statement_timeout: float = 300.0
-    lock_timeout: float = 3.0
-    pool_timeout: float = 3.0
-    keepalives_idle: int = 10
-    keepalives_interval: int = 5
-    keepalives_count: int = 3
+    timeouts: Timeouts = field(default_factory=Timeouts)  # what db.make_engine applies
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], cwd: str | None = None) -> DatabaseSettings:
         """DATABASE_URL (or VCAP_SERVICES) and the DB_* timeouts; every bad one is named."""
         p = Problems()
         url = p.read(database_url, env, cwd, default="")
-        settings = cls(
-            url=url or "",
-            connect_timeout=_seconds(p, env, "DB_CONNECT_TIMEOUT", 5.0),
-            statement_timeout=_seconds(p, env, "DB_STATEMENT_TIMEOUT", 5.0),
-            migration_statement_timeout=_seconds(p, env, "DB_MIGRATION_STATEMENT_TIMEOUT", 300.0),
-            lock_timeout=_seconds(p, env, "DB_LOCK_TIMEOUT", 3.0),
-            pool_timeout=_seconds(p, env, "DB_POOL_TIMEOUT", 3.0),
-            keepalives_idle=p.value(get_int, env, "DB_KEEPALIVES_IDLE", 10, minimum=1, default=10),
-            keepalives_interval=p.value(get_int, env, "DB_KEEPALIVES_INTERVAL", 5, minimum=1, default=5),
-            keepalives_count=p.value(get_int, env, "DB_KEEPALIVES_COUNT", 3, minimum=1, default=3),
+        d = Timeouts()
+        timeouts = Timeouts(
+            connect_timeout=_seconds(p, env, "DB_CONNECT_TIMEOUT", d.connect_timeout),
+            statement_timeout=_seconds(p, env, "DB_STATEMENT_TIMEOUT", d.statement_timeout),
+            migration_statement_timeout=_seconds(p, env, "DB_MIGRATION_STATEMENT_TIMEOUT",
+                                                 d.migration_statement_timeout),
+            lock_timeout=_seconds(p, env, "DB_LOCK_TIMEOUT", d.lock_timeout),
+            pool_timeout=_seconds(p, env, "DB_POOL_TIMEOUT", d.pool_timeout),
+            keepalives_idle=p.value(get_int, env, "DB_KEEPALIVES_IDLE", d.keepalives_idle, minimum=1,
+                                    default=d.keepalives_idle),
+            keepalives_interval=p.value(get_int, env, "DB_KEEPALIVES_INTERVAL", d.keepalives_interval, minimum=1,
+                                        default=d.keepalives_interval),
+            keepalives_count=p.value(get_int, env, "DB_KEEPALIVES_COUNT", d.keepalives_count, minimum=1,
+                                     default=d.keepalives_count),
         )
         p.raise_if_any()
-        return settings
+        return cls(url=url or "", timeouts=timeouts)
 
     @property
     def is_postgresql(self) -> bool:
         return self.url.startswith("postgresql")
 
-    def timeouts(self) -> Timeouts:
-        """What ``db.make_engine`` applies (``db upgrade`` takes ``timeouts().for_migrations()``)."""
-        return Timeouts(
-            connect_timeout=self.connect_timeout,
-            statement_timeout=self.statement_timeout,
-            lock_timeout=self.lock_timeout,
-            pool_timeout=self.pool_timeout,
-            keepalives_idle=self.keepalives_idle,
-            keepalives_interval=self.keepalives_interval,
-            keepalives_count=self.keepalives_count,
-            migration_statement_timeout=self.migration_statement_timeout,
-        )
-
 
 def _seconds(p: Problems, env: Mapping[str, str], name: str, default: float) -> float:
     return p.value(get_float, env, name, default, minimum=0.001, default=default)
-
-
-def _millis(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 def on_cloud_foundry(env: Mapping[str, str]) -> bool:

@@ -68,3 +68,12 @@ def test_refusals_name_the_variable(changes: dict[str, str], message: str) -> No
     with pytest.raises(ConfigError, match=None) as caught:
         from_env({**GOOD, **changes})
     assert message in str(caught.value)
+
+
+def test_request_timeout_is_read_with_the_other_settings() -> None:
+    assert from_env(GOOD).request_timeout == 4.5
+    assert from_env({**GOOD, "BROKER_REQUEST_TIMEOUT": "10"}).request_timeout == 10.0
+    with pytest.raises(ConfigError) as caught:
+        from_env({**GOOD, "BROKER_REQUEST_TIMEOUT": "0.5", "BROKER_PASSWORD": "short"})
+    named = [p.split()[0] for p in caught.value.problems]
+    assert named[0] == "BROKER_PASSWORD" and named[-1] == "BROKER_REQUEST_TIMEOUT"

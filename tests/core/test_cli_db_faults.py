@@ -113,7 +113,7 @@ def test_connect_timeout_setting_bounds_the_wait(proxy: FaultProxy) -> None:
     settings = DatabaseSettings.from_env({"DATABASE_URL": _url(proxy.port), "DB_CONNECT_TIMEOUT": "2"})
     started = time.monotonic()
     with pytest.raises(OperationalError) as caught:
-        db.current_revision(settings.url, settings.timeouts())
+        db.current_revision(settings.url, settings.timeouts)
     assert 1.9 <= time.monotonic() - started < 4
     line = db.describe_failure(settings.url, caught.value)
     assert line == f"database test at 127.0.0.1:{proxy.port}: connection timeout expired"

@@ -19,9 +19,10 @@ PG = "postgresql+psycopg://postgres:pw@127.0.0.1:5432/test"
 
 def test_defaults() -> None:
     s = DatabaseSettings.from_env({"DATABASE_URL": PG})
-    assert (s.url, s.connect_timeout, s.statement_timeout, s.migration_statement_timeout) == (PG, 5.0, 5.0, 300.0)
-    assert (s.lock_timeout, s.pool_timeout) == (3.0, 3.0)
-    assert (s.keepalives_idle, s.keepalives_interval, s.keepalives_count) == (10, 5, 3)
+    assert (s.url, s.timeouts.connect_timeout, s.timeouts.statement_timeout,
+            s.timeouts.migration_statement_timeout) == (PG, 5.0, 5.0, 300.0)
+    assert (s.timeouts.lock_timeout, s.timeouts.pool_timeout) == (3.0, 3.0)
+    assert (s.timeouts.keepalives_idle, s.timeouts.keepalives_interval, s.timeouts.keepalives_count) == (10, 5, 3)
     assert "pw" not in repr(s)
 
 
@@ -36,18 +37,18 @@ def test_every_bad_setting_is_named_at_once() -> None:
 def test_settings_become_the_engines_timeouts() -> None:
     s = DatabaseSettings.from_env({"DATABASE_URL": PG, "DB_CONNECT_TIMEOUT": "0.2", "DB_STATEMENT_TIMEOUT": "2.5",
                                    "DB_KEEPALIVES_IDLE": "7"})
-    params = s.timeouts().postgres_connect_args()
+    params = s.timeouts.postgres_connect_args()
     assert params["connect_timeout"] == 2  # libpq: whole seconds, and less than 2 counts as 2
     assert "-c statement_timeout=2500 -c lock_timeout=3000" in params["options"]
     assert (params["keepalives"], params["keepalives_idle"]) == (1, 7)
-    migration = s.timeouts().for_migrations().postgres_connect_args()["options"]
+    migration = s.timeouts.for_migrations().postgres_connect_args()["options"]
     assert "-c statement_timeout=300000 -c lock_timeout=300000" in migration
 
 
 def test_the_timeouts_reach_a_real_postgresql_session() -> None:
     base = DatabaseSettings.from_env({"DATABASE_URL": POSTGRES_ADMIN_URL, "DB_STATEMENT_TIMEOUT": "4",
                                       "DB_LOCK_TIMEOUT": "2", "DB_MIGRATION_STATEMENT_TIMEOUT": "120"})
-    for timeouts, expected in ((base.timeouts(), ("4s", "2s")), (base.timeouts().for_migrations(), ("2min", "2min"))):
+    for timeouts, expected in ((base.timeouts, ("4s", "2s")), (base.timeouts.for_migrations(), ("2min", "2min"))):
         engine = db.make_engine(base.url, timeouts)
         try:
             with engine.connect() as conn:
@@ -83,7 +84,7 @@ def test_parts_carry_the_database_settings_they_read() -> None:
            "AIVEN_PROMETHEUS_ENDPOINT_ID": "e", "BROKER_USERNAME": "broker",
            "BROKER_PASSWORD": "a-long-and-varied-password"}
     expected = DatabaseSettings.from_env(env)
-    assert expected.connect_timeout == 2.0
+    assert expected.timeouts.connect_timeout == 2.0
     gateway, sd, broker = gateway_from_env(env), SdSettings.from_env(env), broker_from_env(env)
     assert gateway.database == sd.database == broker.database == expected
     assert gateway.database_url == sd.database_url == broker.database_url == PG

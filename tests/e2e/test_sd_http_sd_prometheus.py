@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,43 +16,23 @@ import pytest
 import requests
 import yaml
 
-from tenant_metrics.core import db
 from tenant_metrics.world import (
     FakeApis,
     children,
     free_port,
     part_env,
     running_exporters,
-    running_fake_apis,
     start_part,
     start_prometheus,
     wait_until,
 )
-from tests.sd.conftest import ENDPOINT, Harness
+from tests.e2e.conftest import query
+from tests.sd.conftest import Harness
 
 pytestmark = pytest.mark.e2e
 NODE_ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 SD_USER = "prometheus"
 SD_PASSWORD = "sd-http-secret-e2e-0123456789"
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Harness, FakeApis]]:
-    url = f"sqlite:///{tmp_path / 'sd.sqlite3'}"
-    db.upgrade(url)
-    with running_fake_apis(tmp_path / "tls", project="tm-e2e", token="aiven-test-token", endpoint_id=ENDPOINT,
-                           scrape_user="prom-scraper", scrape_password="scrape-secret-123") as apis:
-        h = Harness(url, apis.aiven, apis.cc, tmp_path)
-        try:
-            yield h, apis
-        finally:
-            h.close()
-
-
-def _query(base: str, promql: str) -> list[dict[str, Any]]:
-    resp = requests.get(base + "/api/v1/query", params={"query": promql}, timeout=10)
-    resp.raise_for_status()
-    return list(resp.json()["data"]["result"])
 
 
 def _http_sd_config(env: dict[str, str], cwd: Path, sd_url: str, password_file: Path) -> dict[str, Any]:
@@ -78,9 +57,9 @@ def _sd_counter(sd_url: str, code: str) -> float:
 
 
 def test_prometheus_discovers_sd_targets_over_http_sd_with_credentials(
-    world: tuple[Harness, FakeApis], prometheus_binary: str, tmp_path: Path
+    sd_world: tuple[Harness, FakeApis], prometheus_binary: str, tmp_path: Path
 ) -> None:
-    h, apis = world
+    h, apis = sd_world
     scrape_port = free_port(NODE_ADDRESSES)
     a = h.tenant(name="orders-search", org="dept-a", space="prod", node_count=2)
     b = h.tenant(name="logs", org="dept-b", space="staging", node_count=1, integrated=True)
@@ -117,10 +96,10 @@ def test_prometheus_discovers_sd_targets_over_http_sd_with_credentials(
         prom = procs.add(start_prometheus(tmp_path / "prometheus", good, binary=prometheus_binary)).url
         prom_bad = procs.add(start_prometheus(tmp_path / "prometheus-bad", bad, binary=prometheus_binary)).url
 
-        up = wait_until(lambda: (r := _query(prom, "up == 1")) and len(r) == 3 and r or None, 45,
+        up = wait_until(lambda: (r := query(prom, "up == 1")) and len(r) == 3 and r or None, 45,
                         what="3 targets up through http_sd", alive=procs.check_alive)
         assert {r["metric"]["instance"] for r in up} == {f"{ip}:{scrape_port}" for ip in NODE_ADDRESSES}
-        series = wait_until(lambda: (r := _query(prom, "system_load1")) and len(r) == 3 and r or None, 45,
+        series = wait_until(lambda: (r := query(prom, "system_load1")) and len(r) == 3 and r or None, 45,
                             what="system_load1 from 3 nodes")
         orgs = {s["metric"]["aiven_service_name"]: s["metric"]["cf_organization_guid"] for s in series}
         assert orgs == {a.aiven_name: a.org_guid, b.aiven_name: b.org_guid}
@@ -130,7 +109,7 @@ def test_prometheus_discovers_sd_targets_over_http_sd_with_credentials(
         wait_until(lambda: _sd_counter(sd.url, "401") >= refused_before + 2 or None, 30,
                    what="the wrong-password Prometheus to be refused twice")
         targets = requests.get(prom_bad + "/api/v1/targets", timeout=10).json()["data"]
-        assert targets["activeTargets"] == [] and _query(prom_bad, "up") == []
+        assert targets["activeTargets"] == [] and query(prom_bad, "up") == []
         assert _sd_counter(sd.url, "200") > 0
         log = (tmp_path / "sd" / "sd.log").read_text()
         started = [e for e in map(json.loads, filter(None, log.splitlines())) if e.get("event") == "sd_started"]

@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tenant_metrics.core import db
 from tenant_metrics.world import (
     FakeApis,
     children,
     free_port,
     running_exporters,
-    running_fake_apis,
     sd_config,
     start_prometheus,
     wait_until,
 )
+from tests.e2e.conftest import query
 from tests.sd.conftest import ENDPOINT, Harness
 
 pytestmark = pytest.mark.e2e
@@ -37,29 +35,10 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE_ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Harness, FakeApis]]:
-    url = f"sqlite:///{tmp_path / 'sd.sqlite3'}"
-    db.upgrade(url)
-    with running_fake_apis(tmp_path / "tls", project="tm-e2e", token="aiven-test-token", endpoint_id=ENDPOINT,
-                           scrape_user="prom-scraper", scrape_password="scrape-secret-123") as apis:
-        h = Harness(url, apis.aiven, apis.cc, tmp_path)
-        try:
-            yield h, apis
-        finally:
-            h.close()
-
-
-def _query(base: str, promql: str) -> list[dict[str, Any]]:
-    resp = requests.get(base + "/api/v1/query", params={"query": promql}, timeout=10)
-    resp.raise_for_status()
-    return list(resp.json()["data"]["result"])
-
-
 def test_prometheus_scrapes_sd_targets_with_owner_labels(
-    world: tuple[Harness, FakeApis], prometheus_binary: str, tmp_path: Path
+    sd_world: tuple[Harness, FakeApis], prometheus_binary: str, tmp_path: Path
 ) -> None:
-    h, apis = world
+    h, apis = sd_world
     scrape_port = free_port(NODE_ADDRESSES)
     a = h.tenant(name="orders-search", org="dept-a", space="prod", node_count=2)
     b = h.tenant(name="logs", org="dept-b", space="staging", node_count=1, integrated=True)
@@ -87,11 +66,11 @@ def test_prometheus_scrapes_sd_targets_with_owner_labels(
         base = procs.add(start_prometheus(tmp_path / "prometheus", config, binary=prometheus_binary)).url
 
         def all_up() -> list[dict[str, Any]] | None:
-            result = _query(base, "up == 1")
+            result = query(base, "up == 1")
             return result if len(result) == 3 else None
 
         def three_series() -> list[dict[str, Any]] | None:
-            result = _query(base, "system_load1")
+            result = query(base, "system_load1")
             return result if len(result) == 3 else None
 
         up = wait_until(all_up, 45, what="3 targets up")
@@ -128,15 +107,15 @@ def test_prometheus_scrapes_sd_targets_with_owner_labels(
         assert b_series[0]["cf_organization_guid"] == b.org_guid
         assert b_series[0]["exported_cf_organization_guid"] == a.org_guid
         # What a tenant's enforced selector would see: only its own services.
-        scoped = _query(base, f'system_load1{{cf_organization_guid="{a.org_guid}"}}')
+        scoped = query(base, f'system_load1{{cf_organization_guid="{a.org_guid}"}}')
         assert {s["metric"]["aiven_service_name"] for s in scoped} == {a.aiven_name}
         assert len(scoped) == 2
-        assert _query(base, f'system_load1{{service="{hidden.aiven_name}"}}') == []
+        assert query(base, f'system_load1{{service="{hidden.aiven_name}"}}') == []
 
         # A service deleted in Aiven drops out of Prometheus (atomic rename seen by file_sd).
         h.aiven.delete_service(b.aiven_name)
         assert app.discovery.run_cycle().ok
-        wait_until(lambda: len(_query(base, "up")) == 2 or None, 45, what="b's target to go")
+        wait_until(lambda: len(query(base, "up")) == 2 or None, 45, what="b's target to go")
         targets = requests.get(base + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
         assert {t["labels"]["aiven_service_name"] for t in targets} == {a.aiven_name}
         assert (
