@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy.engine import Engine
 
 from gateway import config
-from gateway.auth import Authenticator, Tenant
+from gateway.auth import Authenticator, InstanceDirectory, Tenant
 from gateway.clientaddr import client_address
 from gateway.gatekeeper import Gatekeeper
 from gateway.lookups import LookupRunner
@@ -29,6 +29,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.params import LimitExceeded
 from gateway.proxy import CUT_SHORT, TENANT, UPSTREAM_INDEX, PrometheusApi
 from gateway.ratelimit import FailureBudget, RateLimiter
+from gateway.sso.cfclient import CloudFoundryAuth
+from gateway.sso.dashboard import DashboardSso
 from gateway.ui import DOCS_ROUTE, UI_PREFIX, add_docs_routes, create_ui_app
 from gateway.upstream import Upstreams
 from tenant_metrics.core import db
@@ -148,8 +150,18 @@ def create_app(
     )
     trusted = settings.trusted_proxies
     api = PrometheusApi(settings, upstreams, metrics)
+    sso: DashboardSso | None = None
+    sso_auth: CloudFoundryAuth | None = None
+    if settings.sso is not None:
+        sso_auth = CloudFoundryAuth(settings.sso)
+        directory = InstanceDirectory(db.make_session_factory(engine))
+
+        async def find_instance(instance_id: str) -> Any:
+            return await gatekeeper.runner.run(directory.find, instance_id)
+
+        sso = DashboardSso(settings.sso, sso_auth, find_instance, metrics)
     # The tenant page checks credentials itself (same realm), so the browser reuses them.
-    ui_app = create_ui_app(gatekeeper.authenticate, realm="tenant-metrics")
+    ui_app = create_ui_app(gatekeeper.authenticate, realm="tenant-metrics", sso=sso)
     info = logging.INFO
 
     @web.middleware
@@ -167,8 +179,15 @@ def create_app(
         resp: web.StreamResponse
         try:
             if endpoint not in PUBLIC_ENDPOINTS and ui_app not in match.apps:
-                client = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), trusted)
-                tenant = request[TENANT] = await gatekeeper.admit(_authorization(request), client)
+                header = _authorization(request)
+                if header is None and sso is not None and sso.has_cookie(request):
+                    # The tenant page signed in with Cloud Foundry (gateway/sso/dashboard.py).
+                    tenant = await sso.admit(request)
+                    gatekeeper.throttle(tenant)
+                else:
+                    client = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), trusted)
+                    tenant = await gatekeeper.admit(header, client)
+                request[TENANT] = tenant
             resp = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:  # the page's slash redirect
@@ -229,9 +248,13 @@ def create_app(
 
     async def on_startup(app: web.Application) -> None:
         await upstreams.start()
+        if sso_auth is not None:
+            await sso_auth.start()
 
     async def on_cleanup(app: web.Application) -> None:
         await upstreams.close()
+        if sso_auth is not None:
+            await sso_auth.close()
         engine.dispose()
 
     app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY)
@@ -242,6 +265,8 @@ def create_app(
     add_docs_routes(app.router)
     app.add_subapp(UI_PREFIX, ui_app)
     api.add_routes(app.router)
+    if sso is not None:
+        app.on_response_prepare.append(sso.on_response_prepare)
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     return app

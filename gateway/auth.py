@@ -67,8 +67,14 @@ class Tenant:
 
     @classmethod
     def from_row(cls, binding: Any, instance: Any) -> Tenant:
-        """The one place a binding row and its instance row become a tenant: the scope the
-        instance's plan gives and the label value it enforces."""
+        """A binding row and its instance row as a tenant (see ``for_instance``)."""
+        return cls.for_instance(instance, binding.id, binding.username)
+
+    @classmethod
+    def for_instance(cls, instance: Any, caller_id: str, username: str) -> Tenant:
+        """The one place an instance row becomes what its caller may see: the scope the
+        instance's plan gives and the label value it enforces. A binding and a dashboard
+        session of the same instance see exactly the same."""
         try:
             scope = Scope(instance.scope)
         except ValueError as exc:
@@ -76,7 +82,7 @@ class Tenant:
         value = instance.space_guid if scope is Scope.SPACE else instance.organization_guid
         if not value:
             raise Unauthenticated("credentials have no tenant")
-        return cls(binding.id, binding.username, scope, value)
+        return cls(caller_id, username, scope, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +258,24 @@ class Authenticator:
             raise Unauthenticated("invalid credentials")
         binding, instance = row
         return Tenant.from_row(binding, instance)
+
+
+class InstanceDirectory:
+    """Service instances by id, for dashboard sessions (blocking: run it through a LookupRunner)."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._sessions = session_factory
+
+    def find(self, instance_id: str) -> Any | None:
+        """The instance row, or None; UpstreamError when the database cannot answer."""
+        try:
+            with self._sessions() as session:
+                row = session.get(ServiceInstance, instance_id)
+                if row is not None:
+                    session.expunge(row)
+                return row
+        except SQLAlchemyError as exc:
+            raise UpstreamError("credential store unavailable") from exc
 
 
 def _remember(table: dict[bytes, tuple[float, Any]], key: bytes, entry: tuple[float, Any], now: float) -> None:

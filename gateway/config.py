@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from gateway.enforce import QueryLimits
+from gateway.sso.settings import SsoSettings, sso_settings
 from tenant_metrics.core import config as c
 from tenant_metrics.core.errors import ConfigError
 from tenant_metrics.core.httpauth import Access, metrics_access
@@ -66,6 +67,8 @@ class GatewaySettings:
     # Who may read /metrics: METRICS_USERNAME/METRICS_PASSWORD (or METRICS_BEARER_TOKEN);
     # without them open off Cloud Foundry and not served (404) on it (core/httpauth.py).
     metrics: Access = field(default_factory=Access)
+    # Dashboard single sign-on (DASHBOARD_CLIENT_ID and friends); None when off.
+    sso: SsoSettings | None = None
 
     def __post_init__(self) -> None:
         if self.database is None:
@@ -151,6 +154,7 @@ def from_env(env: Mapping[str, str]) -> GatewaySettings:
         upstream_ttfb_timeout_seconds=p.value(c.get_float, env, "GATEWAY_UPSTREAM_TTFB_TIMEOUT", 2.0, minimum=0.05, default=2.0),
         metrics=p.value(metrics_access, env, default=Access(served=False)),
         upstream_probe_timeout_seconds=p.value(c.get_float, env, "GATEWAY_UPSTREAM_PROBE_TIMEOUT", 1.0, minimum=0.05, default=1.0),
+        sso=p.value(sso_settings, env, default=None),
     )
     p.raise_if_any()
     return settings

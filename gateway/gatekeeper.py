@@ -159,9 +159,13 @@ class Gatekeeper:
         except Unauthenticated:
             self.metrics.auth_failures.inc()
             raise
+        self.throttle(tenant)
+        return tenant
+
+    def throttle(self, tenant: Tenant) -> None:
+        """The per-caller rate limit (a binding, or a dashboard session's user and instance)."""
         try:
             self.limiter.take(tenant.binding_id)
         except TooManyRequests:
             self.metrics.rate_limited.labels(tenant.scope.value).inc()
             raise
-        return tenant

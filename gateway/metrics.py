@@ -24,6 +24,8 @@ class GatewayMetrics:
     auth_throttled: Counter
     auth_stale_serving: Gauge
     auth_stale_answers: Counter
+    sso_signins: Counter
+    sso_rechecks: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
@@ -104,6 +106,21 @@ class GatewayMetrics:
             auth_stale_answers=Counter(
                 "tenant_metrics_gateway_auth_stale_answers_total",
                 "Requests admitted on a credential verified earlier, because the database could not be reached.",
+                registry=registry,
+            ),
+            sso_signins=Counter(
+                "tenant_metrics_gateway_sso_signins_total",
+                "Dashboard sign-ins by result: ok, forbidden (no read permission), refused (bad or "
+                "replayed state, a code UAA refused), unavailable (UAA, Cloud Controller or the database).",
+                ["result"],
+                registry=registry,
+            ),
+            sso_rechecks=Counter(
+                "tenant_metrics_gateway_sso_rechecks_total",
+                "Permission rechecks of dashboard sessions by result: ok, forbidden, ended (token no "
+                "longer accepted), unavailable (Cloud Controller did not answer; the session is kept "
+                "for one more interval).",
+                ["result"],
                 registry=registry,
             ),
         )

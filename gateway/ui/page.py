@@ -24,7 +24,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tenant_metrics.core.errors import TenantMetricsError, Unauthenticated, UpstreamError
+from gateway.sso.dashboard import SESSION, DashboardSso
+from tenant_metrics.core.errors import Forbidden, TenantMetricsError, Unauthenticated, UpstreamError
 
 UI_PREFIX = "/ui"
 DEFAULT_REALM = "tenant-metrics"
@@ -79,15 +80,21 @@ def _page(status: int, title: str, message: str, hint: str) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
-def _unauthorized(realm: str, reason: str) -> web.Response:
+def _unauthorized(realm: str, reason: str, sso: bool = False) -> web.Response:
+    hint = (
+        "Run `cf service-key INSTANCE KEY` (or `cf env APP` for a binding) and sign in with "
+        "the username and password shown there. If you deleted or rotated that key, use the "
+        "new one: close this browser window first so it forgets the old password."
+    )
+    if sso:
+        hint = ("To sign in with your Cloud Foundry account, open the dashboard link of your "
+                "service instance (`cf service INSTANCE` shows it). " + hint)
     resp = _page(
         401,
         "Sign in with your service key",
         f"{reason} This page needs the username and password of a tenant-metrics "
         "binding or service key.",
-        "Run `cf service-key INSTANCE KEY` (or `cf env APP` for a binding) and sign in with "
-        "the username and password shown there. If you deleted or rotated that key, use the "
-        "new one: close this browser window first so it forgets the old password.",
+        hint,
     )
     resp.headers["WWW-Authenticate"] = f'Basic realm="{realm}", charset="UTF-8"'
     return resp
@@ -113,7 +120,8 @@ def _read_dashboards(directory: Path) -> dict[str, bytes]:
 
 
 def create_ui_app(
-    authenticate: Authenticate, *, realm: str = DEFAULT_REALM, dashboard_dir: Path = DASHBOARD_DIR
+    authenticate: Authenticate, *, realm: str = DEFAULT_REALM, dashboard_dir: Path = DASHBOARD_DIR,
+    sso: DashboardSso | None = None,
 ) -> web.Application:
     """The tenant page, to mount at ``/ui`` with ``app.add_subapp(UI_PREFIX, ...)``.
 
@@ -121,16 +129,37 @@ def create_ui_app(
     returns the tenant, or raises ``Unauthenticated`` (or returns ``None``) when the
     credentials are missing, wrong or revoked. ``realm`` must be the realm the API's 401
     names, so the browser reuses the password it was given for the page when the page
-    calls the API.
+    calls the API. With ``sso``, a session cookie (and no Authorization header) signs in
+    too, and the sign-in routes are served here (gateway/sso/dashboard.py).
     """
     assets = {name: (_read_asset(name), ctype) for name, ctype in _ASSETS.items()}
     dashboards = _read_dashboards(dashboard_dir)
 
-    async def _check_credentials(request: web.Request) -> web.StreamResponse | None:
+    async def _check_session(request: web.Request) -> web.StreamResponse | None:
+        assert sso is not None
+        expired = sso.expired_instance(request)
+        if expired is not None:  # sign in again: the login server remembers the user
+            raise web.HTTPSeeOther(f"{UI_PREFIX}/instances/{expired}")
         try:
-            tenant = await authenticate(request.headers.get("Authorization"))
+            request[_TENANT] = await sso.admit(request)
+        except Forbidden as exc:
+            return _page(403, "No access", str(exc), "Ask a Space Manager or Org Manager for a role in "
+                         "the instance's space, then open the dashboard link again.")
         except Unauthenticated as exc:
-            return _unauthorized(realm, str(exc) or "Your credentials were not accepted.")
+            return _unauthorized(realm, f"Your sign-in is not valid ({exc}).", sso=True)
+        except UpstreamError:
+            return _page(503, "Temporarily unavailable", "Your permissions cannot be checked right now "
+                         "(Cloud Foundry does not answer).", "Try again in a minute.")
+        return None
+
+    async def _check_credentials(request: web.Request) -> web.StreamResponse | None:
+        header = request.headers.get("Authorization")
+        if header is None and sso is not None and sso.has_cookie(request):
+            return await _check_session(request)
+        try:
+            tenant = await authenticate(header)
+        except Unauthenticated as exc:
+            return _unauthorized(realm, str(exc) or "Your credentials were not accepted.", sso=sso is not None)
         except UpstreamError:
             return _page(
                 503,
@@ -150,7 +179,8 @@ def create_ui_app(
         match_info = request.match_info
         # Like the Flask blueprint: no credential check for the slash redirect or for a path
         # that matches no route (a 404/405 says nothing about any tenant).
-        if match_info.http_exception is None and match_info.route.name != _SLASH_ROUTE:
+        name = match_info.route.name or ""
+        if match_info.http_exception is None and name != _SLASH_ROUTE and not name.startswith("sso-"):
             refused = await _check_credentials(request)
             if refused is not None:
                 return refused
@@ -190,13 +220,20 @@ def create_ui_app(
         """Who the page is signed in as: the username and the plan's scope, nothing secret."""
         tenant = request[_TENANT]
         scope = getattr(tenant, "scope", None)
-        return _json(
-            {
-                "username": getattr(tenant, "username", None),
-                "scope": str(scope) if scope is not None else None,
-            },
-            cache_control="private, no-store",
-        )
+        body: dict[str, object] = {
+            "username": getattr(tenant, "username", None),
+            "scope": str(scope) if scope is not None else None,
+        }
+        session = request.get(SESSION)
+        if session is not None and sso is not None:
+            body["sso"] = {
+                "user": session.user_name,
+                "instance": session.instance,
+                "checked_at": session.checked_at,
+                "expires_at": session.expires_at,
+                "recheck_seconds": sso.settings.recheck_seconds,
+            }
+        return _json(body, cache_control="private, no-store")
 
     async def dashboard_list(request: web.Request) -> web.StreamResponse:
         return _json({"dashboards": sorted(dashboards)})
@@ -218,4 +255,6 @@ def create_ui_app(
     app.router.add_get("/session", session)
     app.router.add_get("/dashboards/", dashboard_list)
     app.router.add_get("/dashboards/{name}", dashboard_file)
+    if sso is not None:
+        sso.add_routes(app.router)
     return app

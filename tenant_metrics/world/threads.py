@@ -29,21 +29,22 @@ def serve_wsgi(app: Callable[..., Any], threaded: bool = True) -> Iterator[str]:
 
 
 @contextmanager
-def serve_app(app: web.Application) -> Iterator[str]:
-    """Serve an aiohttp app on loopback, on its own event loop in a thread; yields its base URL.
+def serve_app(app: web.Application, port: int = 0) -> Iterator[str]:
+    """Serve an aiohttp app on loopback (on ``port``, or a free one), on its own event loop in
+    a thread; yields its base URL.
 
     On exit the app is cleaned up as gunicorn's worker would (on_cleanup runs)."""
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app, access_log=None)
     started = threading.Event()
-    port: list[int] = []
+    bound: list[int] = []
 
     def run() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         loop.run_until_complete(site.start())
-        port.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        bound.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
         started.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
@@ -54,7 +55,7 @@ def serve_app(app: web.Application) -> Iterator[str]:
     if not started.wait(30):
         raise NotReady("the aiohttp app did not start within 30s")
     try:
-        yield f"http://127.0.0.1:{port[0]}"
+        yield f"http://127.0.0.1:{bound[0]}"
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)

@@ -58,6 +58,18 @@
     $("notice-what").textContent = info.what;
     $("notice-todo").textContent = "What to do: " + info.todo;
     $("notice").dataset.kind = info.kind;
+    const again = $("notice-signin");
+    again.hidden = true;
+    if (sso && (e.status === 401 || e.status === 403)) {
+      // A Cloud Foundry sign-in ended or lost its access: sign in again, no key needed.
+      $("notice-title").textContent = e.status === 401 ? "Your sign-in has ended" : "You no longer have access";
+      $("notice-what").textContent = (e.body && e.body.error) || "";
+      $("notice-todo").textContent = e.status === 401
+        ? "Sign in again with your Cloud Foundry account."
+        : "Ask a Space Manager or Org Manager for a role in the instance's space, then sign in again.";
+      again.href = "instances/" + encodeURIComponent(sso.instance);
+      again.hidden = false;
+    }
     $("notice").hidden = false;
   }
   function clearError() { $("notice").hidden = true; }
@@ -92,13 +104,24 @@
     space: "space plan: you see the services of your space",
     org: "org plan: you see the services of every space in your organisation",
   };
+  // Set when the page was opened with a Cloud Foundry sign-in (dashboard SSO), not a key.
+  let sso = null;
   async function loadSession() {
     try {
       const resp = await fetch(new URL("session", window.location.href), { credentials: "same-origin" });
       if (!resp.ok) return;
       const who = await resp.json();
-      $("who").textContent = "Signed in as " + (who.username || "?") +
+      sso = who.sso || null;
+      $("who").textContent = "Signed in as " + (who.username || "?") + (sso ? " with Cloud Foundry" : "") +
         (who.scope ? " · " + (SCOPE_TEXT[who.scope] || who.scope + " plan") : "");
+      $("signout").hidden = !sso;
+      $("sso-status").hidden = !sso;
+      if (sso) {
+        const checked = new Date(sso.checked_at * 1000).toISOString();
+        $("sso-status").textContent = "Your access to this service instance was last checked with Cloud Foundry " +
+          ago(checked) + " (checked again every " + Math.round(sso.recheck_seconds / 60) + " min).";
+        $("sso-status").dataset.checkedAt = String(sso.checked_at);
+      }
     } catch (e) { /* the services call reports connection problems */ }
   }
 
@@ -434,6 +457,7 @@
   }
 
   async function refresh() {
+    if (sso) loadSession();
     try {
       await loadServices();
       $("services").classList.remove("stale");

@@ -1,0 +1,332 @@
+"""Dashboard SSO in the gateway: the sign-in routes and the session check.
+
+Routes (on the tenant page's sub-application, so they get its security headers):
+
+- ``GET /ui/instances/{guid}``: the instance's dashboard URL. Starts authorization code
+  with PKCE at the login server; a login cookie binds ``state`` to this browser.
+- ``GET /ui/sso/callback``: checks the login cookie and ``state`` (each state once per
+  process; a replay to another process still needs a code UAA has not yet redeemed, and
+  codes are single-use), exchanges the code, asks UAA who signed in and Cloud Controller
+  whether they may read the instance; then a session cookie and a redirect to ``/ui/``.
+- ``POST /ui/sso/logout`` (same origin only): clears the session; the signed-out page
+  links to the login server's logout.
+
+``admit(request)`` turns a session cookie into the Tenant a binding of the same instance
+would be, asking Cloud Controller again once the last check is ``recheck_seconds`` old.
+If Cloud Controller cannot be reached then, the session is kept for one more interval;
+after that it is refused (503) until Cloud Controller answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.auth import Tenant
+from gateway.metrics import GatewayMetrics
+from gateway.sso import pages
+from gateway.sso.cfclient import CloudFoundryAuth, InstanceUnknown, SignInRefused, TokenRejected
+from gateway.sso.cookies import BadCookie, CookieCodec, ExpiredCookie, LoginState, Session
+from gateway.sso.oauth import INSTANCE_ID, authorize_url, logout_url, new_state, new_verifier
+from gateway.sso.settings import SsoSettings
+from tenant_metrics.core.errors import Forbidden, Unauthenticated, UpstreamError
+from tenant_metrics.core.labels import Scope
+
+log = logging.getLogger("gateway.sso")
+
+# The instance row for an id (None if unknown); raises UpstreamError if the database fails.
+FindInstance = Callable[[str], Awaitable[Any | None]]
+
+SESSION = web.RequestKey("tenant_sso_session", Session)
+_SET_COOKIE = web.RequestKey("tenant_sso_set_cookie", str)  # "" clears the session cookie
+MAX_CODE = 1024
+MAX_USED_STATES = 100_000
+
+
+class SessionEnded(Unauthenticated):
+    """The session expired or Cloud Foundry no longer accepts its sign-in."""
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+class DashboardSso:
+    def __init__(self, settings: SsoSettings, auth: CloudFoundryAuth, find_instance: FindInstance,
+                 metrics: GatewayMetrics, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.find_instance = find_instance
+        self.metrics = metrics
+        self.clock = clock
+        self.codec = CookieCodec(settings.session_secrets, settings.login_seconds)
+        secure = settings.secure_cookies
+        # __Host-: the browser refuses it unless Secure, Path=/ and no Domain (no subdomain
+        # can plant or overwrite it). Plain-HTTP localhost cannot use the prefixes.
+        self.session_cookie = "__Host-tm_session" if secure else "tm_session"
+        self.login_cookie = "__Secure-tm_sso_login" if secure else "tm_sso_login"
+        self._used_states: dict[bytes, float] = {}
+        self._rechecks: dict[str, asyncio.Future[Session]] = {}
+
+    # -- routes -------------------------------------------------------------------------
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        """On the tenant page's sub-application (paths relative to /ui). Route names start
+        with ``sso-``: the page's credential check lets them through."""
+        router.add_get("/instances/{instance}", self.start, name="sso-start", allow_head=False)
+        router.add_get("/sso/callback", self.callback, name="sso-callback", allow_head=False)
+        router.add_post("/sso/logout", self.logout, name="sso-logout")
+        router.add_get("/sso/signed-out", self.signed_out, name="sso-signed-out", allow_head=False)
+
+    async def start(self, request: web.Request) -> web.StreamResponse:
+        instance = request.match_info["instance"]
+        if not INSTANCE_ID.fullmatch(instance):
+            return pages.unknown_instance("(malformed id)")
+        current = self._current_session(request)
+        if current is not None and current.instance == instance:
+            return _see_other("/ui/")
+        try:
+            login_url = (await self.auth.endpoints()).login
+        except UpstreamError:
+            self.metrics.sso_signins.labels("unavailable").inc()
+            return pages.unavailable("Cloud Controller")
+        login = LoginState(new_state(), new_verifier(), instance, self.clock())
+        resp = _see_other(authorize_url(login_url, self.settings.client_id, self.settings.callback_url,
+                                        login.state, login.verifier))
+        resp.set_cookie(self.login_cookie, self.codec.seal_login(login), path="/ui/sso/callback",
+                        max_age=int(self.settings.login_seconds), httponly=True, samesite="Lax",
+                        secure=self.settings.secure_cookies)
+        return resp
+
+    async def callback(self, request: web.Request) -> web.StreamResponse:
+        resp = await self._callback(request)
+        # Whatever happened, this sign-in attempt is over.
+        resp.del_cookie(self.login_cookie, path="/ui/sso/callback", secure=self.settings.secure_cookies,
+                        httponly=True, samesite="Lax")
+        return resp
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        now = self.clock()
+        query = request.query
+        cookie = request.cookies.get(self.login_cookie)
+        if not cookie:
+            return self._refused(None, "This sign-in was not started in this browser, or it has already been used.")
+        try:
+            login = self.codec.open_login(cookie, now)
+        except ExpiredCookie as exc:
+            return self._refused(exc.instance, "The sign-in took too long.")
+        except BadCookie:
+            return self._refused(None, "This sign-in was not started in this browser.")
+        if "error" in query:
+            return self._refused(login.instance, "Cloud Foundry's login server did not sign you in "
+                                                 f"({query['error'][:100]}).")
+        state = query.get("state", "")
+        if not state or not hmac.compare_digest(_digest(state), _digest(login.state)):
+            return self._refused(login.instance, "The sign-in answer does not belong to this browser's sign-in.")
+        if not self._first_use(login.state, now):
+            return self._refused(login.instance, "This sign-in answer has already been used.")
+        code = query.get("code", "")
+        if not code or len(code) > MAX_CODE:
+            return self._refused(login.instance, "The login server sent no authorization code.")
+        try:
+            grant = await self.auth.exchange(code, login.verifier)
+            user = await self.auth.user(grant.access_token)
+            permissions = await self.auth.permissions(grant.access_token, login.instance)
+        except (SignInRefused, TokenRejected):
+            return self._refused(login.instance, "Cloud Foundry's UAA did not accept this sign-in (it may "
+                                                 "have been used already, or taken too long).")
+        except InstanceUnknown:
+            self.metrics.sso_signins.labels("forbidden").inc()
+            return pages.unknown_instance(login.instance)
+        except UpstreamError:
+            self.metrics.sso_signins.labels("unavailable").inc()
+            return pages.unavailable("Cloud Foundry's UAA and Cloud Controller")
+        if not permissions.read:
+            self.metrics.sso_signins.labels("forbidden").inc()
+            log.info("dashboard sign-in refused: no read permission",
+                     extra={"user_id": user.user_id, "instance": login.instance})
+            return pages.forbidden(user.user_name, login.instance)
+        try:
+            row = await self.find_instance(login.instance)
+        except UpstreamError:
+            self.metrics.sso_signins.labels("unavailable").inc()
+            return pages.unavailable("the gateway's database")
+        if row is None:
+            self.metrics.sso_signins.labels("forbidden").inc()
+            return pages.unknown_instance(login.instance)
+        tenant = Tenant.for_instance(row, "", user.user_name)
+        lifetime = self.settings.max_session_seconds
+        if grant.expires_in > 0:
+            lifetime = min(lifetime, grant.expires_in)
+        session = Session(secrets.token_urlsafe(16), login.instance, tenant.scope.value, tenant.value,
+                          user.user_id, user.user_name, grant.access_token, now, now + lifetime, now)
+        self.metrics.sso_signins.labels("ok").inc()
+        log.info("dashboard sign-in", extra={"user_id": user.user_id, "username": user.user_name,
+                                             "instance": login.instance, "scope": tenant.scope.value})
+        resp = _see_other("/ui/")
+        self._set_session(resp, self.codec.seal_session(session), session.expires_at - now)
+        return resp
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        if not self.same_origin(request):
+            return pages.page(403, "Request refused", "Sign-out must come from the tenant page itself.",
+                              extra_id="sso-cross-site")
+        resp = _see_other("/ui/sso/signed-out")
+        self._clear_session(resp)
+        return resp
+
+    async def signed_out(self, request: web.Request) -> web.StreamResponse:
+        try:
+            login_url = (await self.auth.endpoints()).login
+        except UpstreamError:
+            return pages.signed_out(None)
+        return pages.signed_out(logout_url(login_url, self.settings.client_id,
+                                           self.settings.public_url + "/ui/sso/signed-out"))
+
+    # -- sessions -----------------------------------------------------------------------
+    def has_cookie(self, request: web.Request) -> bool:
+        return self.session_cookie in request.cookies
+
+    def same_origin(self, request: web.Request) -> bool:
+        """A state-changing request made by our own page: its Origin is ours (browsers send
+        Origin with every POST, and fetch() with every cross-origin request)."""
+        origin = request.headers.get("Origin")
+        return origin is not None and hmac.compare_digest(origin.lower().encode(), self.settings.origin.encode())
+
+    def expired_instance(self, request: web.Request) -> str | None:
+        """The instance of a session cookie that has run out (to sign in again), else None."""
+        cookie = request.cookies.get(self.session_cookie)
+        if not cookie:
+            return None
+        try:
+            self.codec.open_session(cookie, self.clock())
+        except ExpiredCookie as exc:
+            return exc.instance
+        except BadCookie:
+            return None
+        return None
+
+    async def admit(self, request: web.Request) -> Tenant:
+        """The tenant of the request's session cookie; Unauthenticated for a forged, changed
+        or expired one, Forbidden when the user lost access or a cross-site request."""
+        now = self.clock()
+        try:
+            session = self.codec.open_session(request.cookies.get(self.session_cookie, ""), now)
+        except ExpiredCookie:
+            request[_SET_COOKIE] = ""
+            raise SessionEnded("your sign-in has expired: open the dashboard link to sign in again") from None
+        except BadCookie:
+            raise Unauthenticated("invalid session") from None
+        if request.method not in ("GET", "HEAD") and not self.same_origin(request):
+            raise Forbidden("cross-site request refused: a session is used only by the tenant page itself")
+        if now - session.checked_at >= self.settings.recheck_seconds:
+            session = await self._shared_recheck(request, session)
+        request[SESSION] = session
+        return _tenant_of(session)
+
+    async def _shared_recheck(self, request: web.Request, session: Session) -> Session:
+        pending = self._rechecks.get(session.sid)
+        if pending is None:
+            pending = asyncio.ensure_future(self._recheck(session))
+            self._rechecks[session.sid] = pending
+            pending.add_done_callback(lambda _: self._rechecks.pop(session.sid, None))
+        try:
+            fresh = await asyncio.shield(pending)
+        except (Unauthenticated, Forbidden):
+            request[_SET_COOKIE] = ""
+            raise
+        if fresh.checked_at != session.checked_at:
+            request[_SET_COOKIE] = self.codec.seal_session(fresh)
+        return fresh
+
+    async def _recheck(self, session: Session) -> Session:
+        now = self.clock()
+        try:
+            permissions = await self.auth.permissions(session.token, session.instance)
+            row = await self.find_instance(session.instance) if permissions.read else None
+        except TokenRejected:
+            self.metrics.sso_rechecks.labels("ended").inc()
+            raise SessionEnded("Cloud Foundry no longer accepts your sign-in: open the dashboard link "
+                               "to sign in again") from None
+        except InstanceUnknown:
+            self.metrics.sso_rechecks.labels("forbidden").inc()
+            raise Forbidden("this service instance no longer exists") from None
+        except UpstreamError:
+            if now - session.checked_at < 2 * self.settings.recheck_seconds:
+                self.metrics.sso_rechecks.labels("unavailable").inc()
+                log.warning("dashboard session kept: permissions could not be checked",
+                            extra={"user_id": session.user_id, "instance": session.instance})
+                return session
+            raise
+        if not permissions.read or row is None:
+            self.metrics.sso_rechecks.labels("forbidden").inc()
+            log.info("dashboard session ended: no read permission any more",
+                     extra={"user_id": session.user_id, "instance": session.instance})
+            raise Forbidden("you no longer have a role that lets you see this service instance")
+        tenant = Tenant.for_instance(row, "", session.user_name)
+        self.metrics.sso_rechecks.labels("ok").inc()
+        return Session(session.sid, session.instance, tenant.scope.value, tenant.value, session.user_id,
+                       session.user_name, session.token, session.issued_at, session.expires_at, now)
+
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Set (after a recheck) or clear (after a refusal) the session cookie on any answer,
+        streamed ones included: this runs just before the headers go out."""
+        value = request.get(_SET_COOKIE)
+        if value is None:
+            return
+        if value:
+            session = request.get(SESSION)
+            remaining = session.expires_at - self.clock() if session is not None else 0
+            self._set_session(response, value, remaining)
+        else:
+            self._clear_session(response)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _current_session(self, request: web.Request) -> Session | None:
+        cookie = request.cookies.get(self.session_cookie)
+        if not cookie:
+            return None
+        try:
+            return self.codec.open_session(cookie, self.clock())
+        except (BadCookie, ExpiredCookie):
+            return None
+
+    def _first_use(self, state: str, now: float) -> bool:
+        key = _digest(state)
+        expiry = self._used_states.get(key)
+        if expiry is not None and expiry > now:
+            return False
+        if len(self._used_states) >= MAX_USED_STATES:
+            for old in [k for k, v in self._used_states.items() if v <= now]:
+                del self._used_states[old]
+        self._used_states[key] = now + self.settings.login_seconds
+        return True
+
+    def _refused(self, instance: str | None, reason: str) -> web.Response:
+        self.metrics.sso_signins.labels("refused").inc()
+        log.info("dashboard sign-in refused", extra={"reason": reason, "instance": instance})
+        return pages.start_again(instance, reason)
+
+    def _set_session(self, resp: web.StreamResponse, value: str, max_age: float) -> None:
+        resp.set_cookie(self.session_cookie, value, path="/", max_age=max(0, int(max_age)), httponly=True,
+                        samesite="Lax", secure=self.settings.secure_cookies)
+
+    def _clear_session(self, resp: web.StreamResponse) -> None:
+        resp.del_cookie(self.session_cookie, path="/", secure=self.settings.secure_cookies, httponly=True,
+                        samesite="Lax")
+
+
+def _tenant_of(session: Session) -> Tenant:
+    return Tenant(f"sso:{session.user_id}:{session.instance}", session.user_name, Scope(session.scope), session.value)
+
+
+def _see_other(location: str) -> web.Response:
+    resp = web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
+    return resp
