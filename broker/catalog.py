@@ -7,10 +7,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from openbrokerapi.catalog import Schemas, ServiceMetadata, ServicePlan, ServicePlanMetadata
+from openbrokerapi.catalog import (
+    Schemas,
+    ServiceDashboardClient,
+    ServiceMetadata,
+    ServicePlan,
+    ServicePlanMetadata,
+)
 from openbrokerapi.service_broker import Service
 
-from broker.config import CatalogSettings
+from broker.config import CatalogSettings, DashboardClient
 from tenant_metrics.core.labels import Scope
 
 # The marketplace icon (cf marketplace, Stratos, Apps Manager): inline, so it needs no
@@ -58,9 +64,11 @@ class Catalog:
     plan_scopes: Mapping[str, Scope]
     documentation_url: str
     support_url: str
+    # Dashboard SSO: Cloud Controller registers this UAA client; None leaves the key out.
+    dashboard_client: DashboardClient | None = None
 
     @classmethod
-    def from_settings(cls, settings: CatalogSettings) -> Catalog:
+    def from_settings(cls, settings: CatalogSettings, dashboard_client: DashboardClient | None = None) -> Catalog:
         return cls(
             service_id=settings.service_id,
             service_name=settings.service_name,
@@ -69,6 +77,7 @@ class Catalog:
             ),
             documentation_url=settings.documentation_url,
             support_url=settings.support_url,
+            dashboard_client=dashboard_client,
         )
 
     def scope_of(self, plan_id: str) -> Scope | None:
@@ -107,7 +116,14 @@ class Catalog:
                 supportUrl=self.support_url,
                 shareable=False,
             ),
+            dashboard_client=self._dashboard_client(),
         )
+
+    def _dashboard_client(self) -> ServiceDashboardClient | None:
+        client = self.dashboard_client
+        if client is None:
+            return None  # openbrokerapi leaves None-valued keys out of the JSON
+        return ServiceDashboardClient(id=client.id, secret=client.secret, redirect_uri=client.redirect_uri)
 
     def _plan(self, plan_id: str, scope: Scope) -> ServicePlan:
         display, description, bullets = _PLAN_TEXT[scope]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from tenant_metrics.core import config as cfg
 from tenant_metrics.core.credentials import derive_key
@@ -29,6 +30,23 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 MIN_PASSWORD_LENGTH = 16
 MIN_PASSWORD_DISTINCT = 6
+
+# Dashboard SSO (Cloud Foundry "Dashboard SSO"): Cloud Controller creates a UAA client from the
+# catalog's dashboard_client; the gateway serves the dashboard and the OAuth2 callback.
+SSO_CALLBACK_PATH = "/ui/sso/callback"
+INSTANCE_DASHBOARD_PATH = "/ui/instances/"
+DASHBOARD_CLIENT_ID_SHAPE = re.compile(r"[A-Za-z0-9._:-]{1,255}")
+# The redirect_uri carries an authorization code: plain http only where it never leaves the host.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardClient:
+    """The UAA client Cloud Controller registers for dashboard SSO (catalog ``dashboard_client``)."""
+
+    id: str
+    secret: str = field(repr=False)
+    redirect_uri: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +80,8 @@ class BrokerSettings:
     # BROKER_REQUEST_TIMEOUT: the longest a broker call waits for the database (broker/store.py
     # fits the DB_* timeouts inside it).
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    # DASHBOARD_CLIENT_ID/DASHBOARD_CLIENT_SECRET: dashboard SSO, on when set; None when off.
+    dashboard_client: DashboardClient | None = None
 
     def __post_init__(self) -> None:
         if self.database is None:
@@ -69,9 +89,11 @@ class BrokerSettings:
         elif self.database.url != self.database_url:
             raise ValueError("BrokerSettings: database.url and database_url differ")
 
-    @property
-    def dashboard_url(self) -> str:
-        return f"{self.gateway_public_url}/ui/"
+    def dashboard_url(self, instance_id: str) -> str:
+        """The instance's dashboard with SSO on (the id percent-encoded), else the tenant page."""
+        if self.dashboard_client is None:
+            return f"{self.gateway_public_url}/ui/"
+        return f"{self.gateway_public_url}{INSTANCE_DASHBOARD_PATH}{quote(instance_id, safe='')}"
 
 
 def from_env(env: Mapping[str, str], cwd: str | None = None) -> BrokerSettings:
@@ -106,6 +128,7 @@ def from_env(env: Mapping[str, str], cwd: str | None = None) -> BrokerSettings:
     if len(set(ids)) != len(ids):
         p.add("BROKER_SERVICE_ID, BROKER_SPACE_PLAN_ID and BROKER_ORG_PLAN_ID must differ")
     database = p.value(cfg.DatabaseSettings.from_env, env, cwd, default=cfg.DatabaseSettings(""))
+    dashboard_client = p.value(dashboard_client_from_env, env, gateway, default=None)
     settings = BrokerSettings(
         username=username,
         password=password,
@@ -120,6 +143,7 @@ def from_env(env: Mapping[str, str], cwd: str | None = None) -> BrokerSettings:
         catalog=catalog,
         metrics=p.value(metrics_access, env, default=Access(served=False)),
         request_timeout=p.value(request_timeout_from_env, env, default=DEFAULT_REQUEST_TIMEOUT),
+        dashboard_client=dashboard_client,
     )
     p.raise_if_any()
     return settings
@@ -127,12 +151,40 @@ def from_env(env: Mapping[str, str], cwd: str | None = None) -> BrokerSettings:
 
 def check_password_strength(password: str, username: str) -> None:
     """Refuse broker passwords a guesser could reach: short, repetitive, or the username."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ConfigError(f"BROKER_PASSWORD must be at least {MIN_PASSWORD_LENGTH} characters")
-    if len(set(password)) < MIN_PASSWORD_DISTINCT:
-        raise ConfigError(f"BROKER_PASSWORD must use at least {MIN_PASSWORD_DISTINCT} distinct characters")
-    if password.lower() == username.lower():
-        raise ConfigError("BROKER_PASSWORD must differ from BROKER_USERNAME")
+    check_secret_strength("BROKER_PASSWORD", password, "BROKER_USERNAME", username)
+
+
+def check_secret_strength(name: str, secret: str, user_name: str, user: str) -> None:
+    """Refuse a secret that is short, repetitive, or its own user name (the value is never shown)."""
+    if len(secret) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(f"{name} must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(set(secret)) < MIN_PASSWORD_DISTINCT:
+        raise ConfigError(f"{name} must use at least {MIN_PASSWORD_DISTINCT} distinct characters")
+    if secret.lower() == user.lower():
+        raise ConfigError(f"{name} must differ from {user_name}")
+
+
+def dashboard_client_from_env(env: Mapping[str, str], gateway_public_url: str) -> DashboardClient | None:
+    """DASHBOARD_CLIENT_ID/_SECRET: None (SSO off) without the id; every problem named."""
+    client_id = env.get("DASHBOARD_CLIENT_ID", "").strip()
+    if not client_id:
+        return None
+    p = cfg.Problems()
+    if not DASHBOARD_CLIENT_ID_SHAPE.fullmatch(client_id):
+        # The value is not echoed: a secret pasted into the wrong variable must not reach a log.
+        p.add("DASHBOARD_CLIENT_ID must be 1 to 255 of the characters A-Z a-z 0-9 . _ : -")
+    secret = env.get("DASHBOARD_CLIENT_SECRET", "").strip()
+    if not secret:
+        p.add("DASHBOARD_CLIENT_SECRET is required when DASHBOARD_CLIENT_ID is set")
+    else:
+        p.read(check_secret_strength, "DASHBOARD_CLIENT_SECRET", secret, "DASHBOARD_CLIENT_ID", client_id)
+    url = urlsplit(gateway_public_url)
+    if url.scheme != "https" and url.hostname not in LOOPBACK_HOSTS:
+        p.add(f"GATEWAY_PUBLIC_URL must be https when DASHBOARD_CLIENT_ID is set (plain http only on "
+              f"localhost, 127.0.0.1 or ::1): the SSO callback receives authorization codes, "
+              f"got {gateway_public_url!r}")
+    p.raise_if_any()
+    return DashboardClient(id=client_id, secret=secret, redirect_uri=gateway_public_url + SSO_CALLBACK_PATH)
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:

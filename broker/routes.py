@@ -41,7 +41,7 @@ View = Callable[..., Response]
 def register(app: Flask, service: BrokerService) -> None:
     """Add the ten OSB routes to ``app``; each endpoint is named by its Operation."""
     catalog = service.catalog
-    dashboard_url = service.settings.dashboard_url
+    dashboard_url = service.settings.dashboard_url  # of an instance id (per instance with SSO on)
     # The catalog never changes while we run: serialised once.
     catalog_json = json.dumps(_to_dict(CatalogResponse([catalog.to_osb()])))
 
@@ -59,13 +59,14 @@ def register(app: Flask, service: BrokerService) -> None:
     def provision(instance_id: str) -> Response:
         req = validation.provision_request(instance_id, _json_body(request), catalog)
         created = service.provision(req, g.caller)
-        return _reply(ProvisioningResponse(dashboard_url, None), HTTPStatus.CREATED if created else HTTPStatus.OK)
+        return _reply(ProvisioningResponse(dashboard_url(req.instance_id), None),
+                      HTTPStatus.CREATED if created else HTTPStatus.OK)
 
     @route(INSTANCE, "PATCH", Operation.UPDATE)
     def update(instance_id: str) -> Response:
         req = validation.update_request(instance_id, _json_body(request), catalog)
         service.update(req, g.caller)
-        return _reply(UpdateResponse(None, dashboard_url))
+        return _reply(UpdateResponse(None, dashboard_url(req.instance_id)))
 
     @route(INSTANCE, "DELETE", Operation.DEPROVISION)
     def deprovision(instance_id: str) -> Response:
@@ -75,7 +76,7 @@ def register(app: Flask, service: BrokerService) -> None:
     @route(INSTANCE, "GET", Operation.GET_INSTANCE)
     def get_instance(instance_id: str) -> Response:
         record = service.get_instance(validation.instance_query(instance_id, request.args, catalog))
-        return _reply(GetInstanceResponse(record.service_id, record.plan_id, dashboard_url, parameters={}))
+        return _reply(GetInstanceResponse(record.service_id, record.plan_id, dashboard_url(record.id), parameters={}))
 
     @route(INSTANCE + "/last_operation", "GET", Operation.LAST_OPERATION)
     def last_operation(instance_id: str) -> Response:

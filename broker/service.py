@@ -36,7 +36,7 @@ class BrokerService:
     def __init__(self, settings: BrokerSettings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.catalog = Catalog.from_settings(settings.catalog)
+        self.catalog = Catalog.from_settings(settings.catalog, settings.dashboard_client)
 
     # -- instances ---------------------------------------------------------------------
 

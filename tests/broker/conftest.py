@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.app import create_app
 from broker.config import BrokerSettings, from_env
+from tenant_metrics.core.jsonlog import JsonFormatter
 from tenant_metrics.world import serve_wsgi
 
 USERNAME = "cloud-controller"
@@ -145,3 +148,23 @@ def osb(broker_url: str, settings: BrokerSettings) -> Iterator[Osb]:
     client = Osb(broker_url, settings)
     yield client
     client.session.close()
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """Every log record, from any logger, as the JSON lines production writes."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    # As verbose as it gets: openbrokerapi's request printer would log headers here.
+    logging.getLogger("openbrokerapi").setLevel(logging.DEBUG)
+    try:
+        yield buffer
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        logging.getLogger("openbrokerapi").setLevel(logging.NOTSET)

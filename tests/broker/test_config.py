@@ -21,7 +21,7 @@ def test_defaults() -> None:
     s = from_env(GOOD)
     assert (s.username, s.port, s.max_body_bytes) == ("cc", 8080, 64 * 1024)
     assert s.gateway_public_url == "http://127.0.0.1:8090"
-    assert s.dashboard_url == "http://127.0.0.1:8090/ui/"
+    assert s.dashboard_url("inst-1") == "http://127.0.0.1:8090/ui/" and s.dashboard_client is None
     assert s.credentials_key == derive_key(GOOD["BROKER_PASSWORD"])
     assert (s.catalog.service_id, s.catalog.space_plan_id, s.catalog.org_plan_id) == (
         DEFAULT_SERVICE_ID, DEFAULT_SPACE_PLAN_ID, DEFAULT_ORG_PLAN_ID)

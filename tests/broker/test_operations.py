@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,30 +17,9 @@ from sqlalchemy import create_engine, text
 from broker.app import create_app
 from broker.config import BrokerSettings, from_env
 from tenant_metrics.core import db
-from tenant_metrics.core.jsonlog import JsonFormatter
 from tenant_metrics.world import serve_wsgi
 from tests.broker.conftest import PASSWORD, USERNAME, Osb, broker_env
 from tests.conftest import POSTGRES_ADMIN_URL
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    """Every log record, from any logger, as the JSON lines production writes."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    # As verbose as it gets: openbrokerapi's request printer would log headers here.
-    logging.getLogger("openbrokerapi").setLevel(logging.DEBUG)
-    try:
-        yield buffer
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        logging.getLogger("openbrokerapi").setLevel(logging.NOTSET)
 
 
 def test_logs_are_json_with_request_id_and_no_secrets(osb: Osb, log_output: io.StringIO) -> None:

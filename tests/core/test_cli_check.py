@@ -36,3 +36,16 @@ def test_check_reports_an_unreachable_database() -> None:
     assert out.returncode == 1
     assert "FAIL  database: database unavailable" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_check_names_each_dashboard_sso_problem_without_showing_the_secret(database_url: str) -> None:
+    secret = "tiny-secret"
+    out = _check({"DATABASE_URL": database_url, "BROKER_USERNAME": "cloud-controller",
+                  "BROKER_PASSWORD": "correct-horse-battery-staple-42", "GATEWAY_PUBLIC_URL": "http://metrics.example.org",
+                  "DASHBOARD_CLIENT_ID": "tenant metrics", "DASHBOARD_CLIENT_SECRET": secret}, "broker")
+    assert out.returncode == 1
+    for problem in ("DASHBOARD_CLIENT_ID must be 1 to 255", "DASHBOARD_CLIENT_SECRET must be at least 16 characters",
+                    "GATEWAY_PUBLIC_URL must be https when DASHBOARD_CLIENT_ID is set"):
+        assert f"FAIL  broker: {problem}" in out.stdout
+    assert "ok    database" in out.stdout  # only the settings failed
+    assert secret not in out.stdout + out.stderr and "Traceback" not in out.stdout + out.stderr
