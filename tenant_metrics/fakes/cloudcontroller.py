@@ -1,35 +1,67 @@
-"""A fake Cloud Controller v3 and UAA (what sd uses), following docs/external-apis.md.
+"""A fake Cloud Controller v3 and UAA (what sd and the dashboard use), following
+docs/external-apis.md.
 
-- ``GET /`` links to the UAA (served by the same fake under ``/uaa``);
-- ``POST /uaa/oauth/token`` (client_credentials, HTTP Basic or form credentials) issues
-  opaque tokens that expire after ``token_ttl`` seconds of the injected clock, or at once
-  with ``expire_tokens()``;
+- ``GET /`` links to the UAA (``/uaa``) and the login server (``/login``), both served by the
+  fake (``tenant_metrics.fakes.uaa``);
+- ``POST /uaa/oauth/token``: client_credentials for the sd client (opaque tokens that expire
+  after ``token_ttl`` seconds of the injected clock, or at once with ``expire_tokens()``) and
+  authorization_code (+PKCE) for dashboard clients; ``GET /uaa/userinfo``; the browser side
+  (``/login/oauth/authorize``, the login form, ``/login/logout.do``);
 - ``GET /v3/service_instances`` with ``guids``, ``per_page``, ``page``,
   ``fields[space]`` and ``fields[space.organization]``: the real envelope (pagination with
   absolute links, ``included`` spaces/orgs of the current page only, only the requested
   fields), the real errors (``CF-BadQueryParameter``, ``CF-NotAuthenticated``,
-  ``CF-InvalidAuthToken``) and nginx's 414 HTML page for request lines over 8 KB.
+  ``CF-InvalidAuthToken``) and nginx's 414 HTML page for request lines over 8 KB;
+- ``GET /v3/service_instances/:guid/permissions``: ``read``/``manage`` from the user's space
+  and org roles, as cloud_controller_ng's ``show_permissions`` computes them.
 """
 
 from __future__ import annotations
 
-import base64
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from tenant_metrics.fakes._http import FakeServer, Reply, Request
+from tenant_metrics.fakes.uaa import DASHBOARD_SCOPES, FakeUaa, IssuedToken, OAuthClient
 
 SPACE_FIELDS = ("guid", "name", "relationships.organization")
 ORG_FIELDS = ("guid", "name")
 MAX_REQUEST_LINE = 8192
+SPACE_ROLES = frozenset({"space_developer", "space_manager", "space_auditor", "space_supporter"})
+ORG_ROLES = frozenset(
+    {
+        "organization_manager",
+        "organization_auditor",
+        "organization_billing_manager",
+        "organization_user",
+    }
+)
+# Roles that may read a space's instances (CC's readable spaces): any space role, or org manager.
+SPACE_READERS = SPACE_ROLES
+ORG_READERS = frozenset({"organization_manager"})
+# Scopes: CC's read check passes with any of these; show_permissions also with its own scope.
+GLOBAL_READ_SCOPES = frozenset(
+    {
+        "cloud_controller.admin",
+        "cloud_controller.admin_read_only",
+        "cloud_controller.global_auditor",
+    }
+)
+READ_SCOPES = GLOBAL_READ_SCOPES | {"cloud_controller.read"}
+PERMISSIONS_SCOPES = READ_SCOPES | {"cloud_controller_service_permissions.read"}
 
 
 def _cf_error(status: int, code: int, title: str, detail: str) -> Reply:
     return Reply.json(status, {"errors": [{"code": code, "title": title, "detail": detail}]})
+
+
+def _not_authorized() -> Reply:
+    return _cf_error(
+        403, 10003, "CF-NotAuthorized", "You are not authorized to perform the requested action"
+    )
 
 
 @dataclass(slots=True)
@@ -50,13 +82,30 @@ class FakeCloudController(FakeServer):
         port: int = 0,
         token_ttl: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        user_token_ttl: float = 43200.0,
+        code_ttl: float = 300.0,
     ) -> None:
         super().__init__(host, port)
-        self.clients = {client_id: client_secret}
         self.token_ttl = token_ttl
         self.clock = clock
-        self.tokens: dict[str, float] = {}  # token -> expiry (clock seconds)
-        self.tokens_issued = 0
+        self.uaa = FakeUaa(
+            self.lock,
+            clock,
+            lambda: self.url,
+            token_ttl=token_ttl,
+            user_token_ttl=user_token_ttl,
+            code_ttl=code_ttl,
+        )
+        self.uaa.add_client(
+            OAuthClient(
+                client_id,
+                client_secret,
+                grant_types=("client_credentials",),
+                authorities=("cloud_controller.global_auditor",),
+            )
+        )
+        # (user_id, space or org guid, role)
+        self.roles: set[tuple[str, str, str]] = set()
         self.orgs: dict[str, str] = {}
         self.spaces: dict[str, tuple[str, str]] = {}  # guid -> (name, org guid)
         self.instances: dict[str, _Instance] = {}
@@ -103,8 +152,66 @@ class FakeCloudController(FakeServer):
 
     def expire_tokens(self) -> None:
         """Every token issued so far becomes invalid (as if it expired or UAA rotated keys)."""
+        self.uaa.expire_tokens()
+
+    @property
+    def tokens_issued(self) -> int:
+        return self.uaa.tokens_issued
+
+    @property
+    def login_url(self) -> str:
+        return f"{self.url}/login"
+
+    @property
+    def uaa_url(self) -> str:
+        return f"{self.url}/uaa"
+
+    # -- dashboard SSO: clients, users, roles ---------------------------------------------
+    def add_dashboard_client(
+        self,
+        client_id: str,
+        secret: str,
+        redirect_uri: str,
+        scopes: tuple[str, ...] = DASHBOARD_SCOPES,
+    ) -> None:
+        """A client as Cloud Controller registers it from a catalog's ``dashboard_client``:
+        authorization_code only, so no client_credentials and no refresh tokens."""
+        self.uaa.add_client(
+            OAuthClient(
+                client_id,
+                secret,
+                grant_types=("authorization_code",),
+                scopes=tuple(scopes),
+                redirect_uri=redirect_uri,
+            )
+        )
+
+    def add_user(self, user_name: str, password: str, *, email: str | None = None) -> str:
+        """A UAA user who can sign in at the login form; returns the user's id (a guid)."""
+        return self.uaa.add_user(user_name, password, email)
+
+    def add_space_role(self, user_name: str, space_guid: str, role: str) -> None:
+        if role not in SPACE_ROLES:
+            raise ValueError(f"unknown space role {role!r}; one of {sorted(SPACE_ROLES)}")
+        user_id = self.uaa.user(user_name).user_id
         with self.lock:
-            self.tokens.clear()
+            self.roles.add((user_id, space_guid, role))
+
+    def add_org_role(self, user_name: str, org_guid: str, role: str) -> None:
+        if role not in ORG_ROLES:
+            raise ValueError(f"unknown org role {role!r}; one of {sorted(ORG_ROLES)}")
+        user_id = self.uaa.user(user_name).user_id
+        with self.lock:
+            self.roles.add((user_id, org_guid, role))
+
+    def remove_role(self, user_name: str, guid: str, role: str) -> None:
+        user_id = self.uaa.user(user_name).user_id
+        with self.lock:
+            self.roles.discard((user_id, guid, role))
+
+    def revoke_user_tokens(self, user_name: str) -> None:
+        """Every token issued to that user becomes invalid (UAA's per-user revocation)."""
+        self.uaa.revoke_user_tokens(user_name)
 
     # -- routing --------------------------------------------------------------------------
     def call_key(self, req: Request) -> str:
@@ -124,85 +231,77 @@ class FakeCloudController(FakeServer):
                             "href": f"{self.url}/v3",
                             "meta": {"version": "3.180.0"},
                         },
-                        "login": {"href": f"{self.url}/uaa"},
-                        "uaa": {"href": f"{self.url}/uaa"},
+                        "login": {"href": self.login_url},
+                        "uaa": {"href": self.uaa_url},
                         "log_cache": {"href": f"{self.url}/log-cache"},
                     }
                 },
             )
-        if req.path == "/uaa/oauth/token" and req.method == "POST":
-            return self._token(req)
+        if req.path.startswith(("/uaa", "/login")):
+            reply = self.uaa.route(req)
+            if reply is not None:
+                return reply
         if req.path.startswith("/v3/"):
-            failure = self._authenticate(req)
-            if failure is not None:
-                return failure
-            if req.path == "/v3/service_instances" and req.method == "GET":
-                return self._list_instances(req)
-            if req.path.startswith("/v3/service_instances/") and req.method == "GET":
-                guid = req.path.rsplit("/", 1)[1]
-                with self.lock:
-                    inst = self.instances.get(guid)
-                    if inst is None:
-                        return _cf_error(
-                            404, 10010, "CF-ResourceNotFound", "Service instance not found"
-                        )
-                    return Reply.json(200, self._instance_json(inst))
+            token = self._authenticate(req)
+            if isinstance(token, Reply):
+                return token
+            parts = req.path.strip("/").split("/")
+            if parts[:2] == ["v3", "service_instances"] and req.method == "GET":
+                if len(parts) == 4 and parts[3] == "permissions":
+                    return self._permissions(token, parts[2])
+                if not READ_SCOPES & set(token.scopes):
+                    return _not_authorized()
+                if len(parts) == 2:
+                    return self._list_instances(req, token)
+                if len(parts) == 3:
+                    return self._show_instance(token, parts[2])
         return _cf_error(404, 10000, "CF-NotFound", "Unknown request")
 
-    def _token(self, req: Request) -> Reply:
-        form = {k: v[0] for k, v in parse_qs(req.body.decode(errors="replace")).items()}
-        client_id, secret = form.get("client_id"), form.get("client_secret")
-        auth = req.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
-            except ValueError:
-                client_id = secret = None
-        if "grant_type" not in form:
-            return Reply.json(
-                400, {"error": "invalid_request", "error_description": "Missing grant type"}
-            )
-        if form["grant_type"] != "client_credentials":
-            return Reply.json(
-                400,
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": f"Unsupported grant type: {form['grant_type']}",
-                },
-            )
-        if client_id is None or self.clients.get(client_id) != secret:
-            return Reply.json(
-                401,
-                {"error": "unauthorized", "error_description": "Bad credentials"},
-                headers={"WWW-Authenticate": 'Basic realm="UAA/client", error="unauthorized"'},
-            )
-        token = secrets.token_urlsafe(24)
+    def _show_instance(self, token: IssuedToken, guid: str) -> Reply:
         with self.lock:
-            self.tokens[token] = self.clock() + self.token_ttl
-            self.tokens_issued += 1
-        return Reply.json(
-            200,
-            {
-                "access_token": token,
-                "token_type": "bearer",
-                "expires_in": int(self.token_ttl) - 1,
-                "scope": "cloud_controller.global_auditor",
-                "jti": secrets.token_hex(8),
-            },
-        )
+            inst = self.instances.get(guid)
+            if inst is None or not self._can_read(token, inst):
+                return _cf_error(404, 10010, "CF-ResourceNotFound", "Service instance not found")
+            return Reply.json(200, self._instance_json(inst))
 
-    def _authenticate(self, req: Request) -> Reply | None:
+    def _permissions(self, token: IssuedToken, guid: str) -> Reply:
+        """cloud_controller_ng's show_permissions: 404 only for an instance that does not exist;
+        one the user cannot see answers 200 with both false."""
+        if not PERMISSIONS_SCOPES & set(token.scopes):
+            return _not_authorized()
+        with self.lock:
+            inst = self.instances.get(guid)
+            if inst is None:
+                return _cf_error(404, 10010, "CF-ResourceNotFound", "Service instance not found")
+            manage = "cloud_controller.admin" in token.scopes or (
+                token.user_id is not None
+                and (token.user_id, inst.space_guid, "space_developer") in self.roles
+            )
+            return Reply.json(200, {"manage": manage, "read": self._can_read(token, inst)})
+
+    def _can_read(self, token: IssuedToken, inst: _Instance) -> bool:
+        """Global read scopes see everything; a user sees the instances of the spaces they hold a
+        space role in, and of every space of the orgs they manage."""
+        if GLOBAL_READ_SCOPES & set(token.scopes):
+            return True
+        if token.user_id is None:
+            return False
+        org_guid = self.spaces.get(inst.space_guid, ("", ""))[1]
+        return any(
+            (token.user_id, inst.space_guid, role) in self.roles for role in SPACE_READERS
+        ) or any((token.user_id, org_guid, role) in self.roles for role in ORG_READERS)
+
+    def _authenticate(self, req: Request) -> IssuedToken | Reply:
         auth = req.headers.get("authorization")
         if not auth:
             return _cf_error(401, 10002, "CF-NotAuthenticated", "Authentication error")
         scheme, _, token = auth.partition(" ")
-        with self.lock:
-            expiry = self.tokens.get(token)
-        if scheme.lower() != "bearer" or expiry is None or expiry <= self.clock():
+        info = self.uaa.valid_token(token) if scheme.lower() == "bearer" else None
+        if info is None:
             return _cf_error(401, 1000, "CF-InvalidAuthToken", "Invalid Auth Token")
-        return None
+        return info
 
-    def _list_instances(self, req: Request) -> Reply:
+    def _list_instances(self, req: Request, token: IssuedToken) -> Reply:
         allowed = {
             "guids",
             "names",
@@ -252,7 +351,7 @@ class FakeCloudController(FakeServer):
                 "Fields valid keys for 'space.organization' are: 'guid', 'name'",
             )
         with self.lock:
-            rows = list(self.instances.values())
+            rows = [r for r in self.instances.values() if self._can_read(token, r)]
             guids = req.q("guids")
             if guids is not None:
                 wanted = set(guids.split(","))
