@@ -9,6 +9,7 @@ never decoded, never logged.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from dataclasses import dataclass, field
@@ -71,11 +72,15 @@ def _href(links: Any, name: str) -> str:
 
 
 class CloudFoundryAuth:
+    """The dashboard's client of Cloud Controller and UAA (one aiohttp session per worker)."""
+
     def __init__(self, settings: SsoSettings) -> None:
         self.settings = settings
         self._http: aiohttp.ClientSession | None = None
         self._endpoints: tuple[float, Endpoints] | None = None
         self._discovering: asyncio.Lock | None = None
+        pair = f"{settings.client_id}:{settings.client_secret}".encode()
+        self._client_auth = "Basic " + base64.b64encode(pair).decode("ascii")
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout_seconds,
@@ -127,8 +132,7 @@ class CloudFoundryAuth:
             "UAA", "POST", uaa + "/oauth/token",
             data={"grant_type": "authorization_code", "code": code,
                   "redirect_uri": self.settings.callback_url, "code_verifier": verifier},
-            auth=aiohttp.BasicAuth(self.settings.client_id, self.settings.client_secret),
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", "Authorization": self._client_auth},
         )
         if status == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
             expires = body.get("expires_in")

@@ -281,12 +281,16 @@ class DashboardSso:
         value = request.get(_SET_COOKIE)
         if value is None:
             return
+        # aiohttp has turned the response's cookies into headers by now: add the header.
+        carrier = web.Response()
         if value:
             session = request.get(SESSION)
             remaining = session.expires_at - self.clock() if session is not None else 0
-            self._set_session(response, value, remaining)
+            self._set_session(carrier, value, remaining)
         else:
-            self._clear_session(response)
+            self._clear_session(carrier)
+        for morsel in carrier.cookies.values():
+            response.headers.add("Set-Cookie", morsel.output(header="").strip())
 
     # -- helpers ------------------------------------------------------------------------
     def _current_session(self, request: web.Request) -> Session | None:
