@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.sso.cookies import CookieCodec
 from tenant_metrics.core import db
+from tenant_metrics.fakes.tcpproxy import FaultProxy
 from tenant_metrics.world import free_port, serve_wsgi
 from tests.gateway.sso_support import (
     CLIENT_SECRET,
@@ -306,3 +307,36 @@ def test_a_revoked_token_ends_the_session_at_the_next_recheck(world: SsoWorld, g
         time.sleep(1.2)
         resp = browser.get(f"{quick}/api/v1/query", params={"query": "up"}, timeout=TIMEOUT)
         assert resp.status_code == 401 and "sign in again" in resp.json()["error"]
+
+
+def test_a_hung_cloud_controller_costs_seconds_and_sessions_ride_out_one_interval(
+        world: SsoWorld, gateway: str) -> None:
+    """Cloud Controller accepts connections and never answers (a partition): a recheck waits
+    at most the HTTP timeout, the session is kept for one more interval, then refused with
+    503 until Cloud Controller answers again; a new sign-in gets the 503 page, not a hang."""
+    browser = _signed_in(world, gateway, "dev")
+    signed_at = time.time()
+    api_port = int(urlsplit(world.fake.url).port or 0)
+    registry = CollectorRegistry()
+    with FaultProxy("127.0.0.1", api_port) as proxy, \
+            world.gateway(registry=registry, recheck_seconds=1.0, http_timeout_seconds=1.0,
+                          cf_api_url=f"http://127.0.0.1:{proxy.port}") as hung:
+        proxy.set_mode("blackhole")
+        time.sleep(1.1)
+        began = time.monotonic()
+        kept = browser.get(f"{hung}/api/v1/query", params={"query": "up"}, timeout=TIMEOUT)
+        assert kept.status_code == 200 and time.monotonic() - began < 3.0
+        assert registry.get_sample_value("tenant_metrics_gateway_sso_rechecks_total", {"result": "unavailable"}) == 1
+        time.sleep(max(0.0, signed_at + 2.1 - time.time()))
+        began = time.monotonic()
+        refused = browser.get(f"{hung}/api/v1/query", params={"query": "up"}, timeout=TIMEOUT)
+        assert refused.status_code == 503 and time.monotonic() - began < 3.0
+        assert browser.cookies.get("tm_session")  # not a reason to sign out
+        began = time.monotonic()
+        fresh = requests.get(f"{hung}/ui/instances/{world.space_tenant.instance_id}", allow_redirects=False,
+                             timeout=TIMEOUT)
+        assert fresh.status_code == 503 and "Temporarily unavailable" in fresh.text
+        assert time.monotonic() - began < 3.0
+        proxy.set_mode("pass")
+        back = browser.get(f"{hung}/api/v1/query", params={"query": "up"}, timeout=TIMEOUT)
+        assert back.status_code == 200 and "tm_session=" in back.headers.get("Set-Cookie", "")

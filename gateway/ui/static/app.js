@@ -115,6 +115,10 @@
       $("who").textContent = "Signed in as " + (who.username || "?") + (sso ? " with Cloud Foundry" : "") +
         (who.scope ? " · " + (SCOPE_TEXT[who.scope] || who.scope + " plan") : "");
       $("signout").hidden = !sso;
+      if (sso) {
+        $("grafana-creds").textContent = "use the username and password of a service key " +
+          "(cf create-service-key INSTANCE KEY, then cf service-key INSTANCE KEY): your Cloud Foundry sign-in is for this page only";
+      }
       $("sso-status").hidden = !sso;
       if (sso) {
         const checked = new Date(sso.checked_at * 1000).toISOString();
