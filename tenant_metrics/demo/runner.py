@@ -1,10 +1,12 @@
 """`tenant-metrics demo`: the whole system on one machine, with fakes for what is remote.
 
 It migrates a SQLite database, starts a fake Aiven API and a fake Cloud Controller (in
-this process), Aiven-like exporters on loopback addresses, then sd, Prometheus (when the
-binary is installed), the broker and the gateway as child processes, exactly as an
-operator runs them. Two example tenants are provisioned and bound through the broker's
-real OSB API. It prints what to try and runs until Ctrl-C, then stops every child.
+this process; it also plays UAA and the login server), Aiven-like exporters on loopback
+addresses, then sd, Prometheus (when the binary is installed), the broker and the gateway
+as child processes, exactly as an operator runs them. Dashboard single sign-on is on unless
+``sso=False``: the broker's dashboard client is registered with the fake UAA, and demo users
+with Cloud Foundry roles can sign in. Two example tenants are provisioned and bound through
+the broker's real OSB API. It prints what to try and runs until Ctrl-C, then stops every child.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from typing import Any, TextIO
 import requests
 
 from tenant_metrics.core import db
+from tenant_metrics.demo import sso as demo_sso
+from tenant_metrics.demo.tenants import NODE_ADDRESSES, PREFIX, TENANTS
 from tenant_metrics.world import (
     Children,
     FakeApis,
-    catalog_service,
+    WorldError,
+    bind,
     children,
     free_port,
+    osb,
     part_env,
-    provision_and_bind,
     running_exporters,
     running_fake_apis,
     sd_config,
@@ -45,45 +50,18 @@ AIVEN_TOKEN = "demo-aiven-token"
 AIVEN_PROJECT = "tenant-metrics-demo"
 ENDPOINT_ID = "demo-prometheus-endpoint"
 SCRAPE_USER, SCRAPE_PASSWORD = "prom-scraper", "demo-scrape-password"
-PREFIX = "demo"
 CF_CLIENT, CF_SECRET = "tenant-metrics-sd", "demo-cf-client-secret"
 BROKER_USER, BROKER_PASSWORD = "cloud-controller", "demo-only-osb-secret-do-not-reuse-42"
 BROKER_AUTH = (BROKER_USER, BROKER_PASSWORD)
 IDENTITY = {"X-Broker-API-Originating-Identity": "cloudfoundry eyJ1c2VyX2lkIjogImRlbW8tdXNlciJ9"}
-NODE_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
 
 @dataclass(frozen=True, slots=True)
-class Tenant:
-    """One example tenant: its org and space, its Aiven service and its metrics instance."""
+class Provisioned:
+    """What the broker answered for each tenant: the instance's dashboard URL and a service key."""
 
-    label: str
-    org_guid: str
-    org_name: str
-    space_guid: str
-    space_name: str
-    plan: str
-    aiven_instance_guid: str
-    aiven_instance_name: str
-    metrics_instance_guid: str
-    nodes: tuple[str, ...]
-    service_type: str = "opensearch"
-
-    @property
-    def aiven_name(self) -> str:
-        return f"{PREFIX}-{self.aiven_instance_guid}"
-
-
-TENANTS = (
-    Tenant("tenant-a", "0a000000-0000-4000-8000-00000000000a", "dept-of-examples",
-           "5a000000-0000-4000-8000-00000000000a", "production", "space",
-           "1a000000-0000-4000-8000-00000000000a", "orders-search",
-           "9a000000-0000-4000-8000-00000000000a", NODE_ADDRESSES[0:2]),
-    Tenant("tenant-b", "0b000000-0000-4000-8000-00000000000b", "agency-of-samples",
-           "5b000000-0000-4000-8000-00000000000b", "staging", "org",
-           "1b000000-0000-4000-8000-00000000000b", "logs",
-           "9b000000-0000-4000-8000-00000000000b", NODE_ADDRESSES[2:3], "elasticsearch"),
-)
+    dashboards: dict[str, str]
+    credentials: dict[str, dict[str, Any]] = field(repr=False)
 
 
 @dataclass
@@ -113,6 +91,8 @@ def _fakes(demo: Demo, scrape_port: int) -> Iterator[tuple[FakeApis, dict[str, l
         for t in TENANTS:
             apis.cc.add_owner(t.aiven_instance_guid, t.aiven_instance_name, t.space_guid, t.space_name,
                               t.org_guid, t.org_name)
+            # The metrics instance too, as CC knows it once created: SSO asks for its permissions.
+            apis.cc.add_instance(t.metrics_instance_guid, t.metrics_instance_name, t.space_guid)
             apis.aiven.add_service(t.aiven_name, t.service_type, node_count=len(t.nodes),
                                    tags={"organization_id": t.org_guid, "space_id": t.space_guid})
             dns[apis.aiven.host_of(t.aiven_name)] = list(t.nodes)
@@ -123,16 +103,34 @@ def _fakes(demo: Demo, scrape_port: int) -> Iterator[tuple[FakeApis, dict[str, l
             yield apis, dns
 
 
-def _provision_and_bind(broker_url: str) -> dict[str, dict[str, Any]]:
-    service_id, plans = catalog_service(broker_url, BROKER_AUTH)
+def _catalog(broker_url: str) -> dict[str, Any]:
+    resp = osb(broker_url, BROKER_AUTH, "GET", "/v2/catalog")
+    if resp.status_code != 200:
+        raise WorldError(f"broker GET /v2/catalog answered {resp.status_code}: {resp.text[:300]}")
+    return dict(resp.json())
+
+
+def _provision_and_bind(broker_url: str, catalog: dict[str, Any]) -> Provisioned:
+    """Each tenant's instance and service key, as ``cf create-service`` and ``cf create-service-key``
+    make them; the provision answer's dashboard URL is kept (``world.provision`` drops it)."""
+    service = catalog["services"][0]
+    plans = {p["name"]: p["id"] for p in service["plans"]}
+    dashboards: dict[str, str] = {}
     creds: dict[str, dict[str, Any]] = {}
     for t in TENANTS:
-        context = {"organization_name": t.org_name, "space_name": t.space_name, "instance_name": f"{t.label}-metrics"}
-        bound = provision_and_bind(broker_url, BROKER_AUTH, service_id, plans[t.plan], t.org_guid, t.space_guid,
-                                   context=context, instance_id=t.metrics_instance_guid,
-                                   binding_id=f"{t.label}-key", headers=IDENTITY)
+        context = {"platform": "cloudfoundry", "organization_guid": t.org_guid, "space_guid": t.space_guid,
+                   "organization_name": t.org_name, "space_name": t.space_name}
+        path = f"/v2/service_instances/{t.metrics_instance_guid}"
+        resp = osb(broker_url, BROKER_AUTH, "PUT", path, headers=IDENTITY, json={
+            "service_id": service["id"], "plan_id": plans[t.plan], "organization_guid": t.org_guid,
+            "space_guid": t.space_guid, "context": {**context, "instance_name": t.metrics_instance_name}})
+        if resp.status_code not in (200, 201):
+            raise WorldError(f"broker PUT {path} answered {resp.status_code}: {resp.text[:300]}")
+        dashboards[t.label] = str(resp.json()["dashboard_url"])
+        bound = bind(broker_url, BROKER_AUTH, service["id"], plans[t.plan], t.metrics_instance_guid,
+                     context=context, binding_id=f"{t.label}-key", headers=IDENTITY)
         creds[t.label] = bound.credentials
-    return creds
+    return Provisioned(dashboards, creds)
 
 
 def _prometheus(demo: Demo, env: dict[str, str], procs: Children) -> str | None:
@@ -144,14 +142,17 @@ def _prometheus(demo: Demo, env: dict[str, str], procs: Children) -> str | None:
 
 
 def run(workdir: Path, out: TextIO = sys.stdout, ready_file: Path | None = None,
-        stop: threading.Event | None = None) -> int:
+        stop: threading.Event | None = None, sso: bool = True) -> int:
     """Start everything, print what to try, wait for ``stop`` (or SIGINT/SIGTERM), tear down."""
     workdir = workdir.resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     demo = Demo(workdir, out)
+    # Fixed before anything starts: the gateway's URL is GATEWAY_PUBLIC_URL, the SSO callback's base.
     ports = Ports(free_port(), free_port(), free_port(), free_port(NODE_ADDRESSES))
+    gateway_url = f"http://127.0.0.1:{ports.gateway}"
+    sso_env = demo_sso.sso_env(gateway_url) if sso else demo_sso.SsoEnv({}, {})
     database = f"sqlite:///{workdir / 'demo.sqlite3'}"
     demo.say(f"[1/6] migrating the demo database ({database})")
     db.upgrade(database)
@@ -172,15 +173,20 @@ def run(workdir: Path, out: TextIO = sys.stdout, ready_file: Path | None = None,
                                  ready=(workdir / "targets.json").exists))
             demo.say("[4/6] starting Prometheus")
             prometheus_url = _prometheus(demo, part_env(settings), procs)
-            demo.say("[5/6] starting the broker and the gateway (gunicorn)")
-            gateway_url = f"http://127.0.0.1:{ports.gateway}"
+            demo.say("[5/6] starting the broker and the gateway (gunicorn)"
+                     + (", dashboard single sign-on on" if sso else ""))
             broker_url = procs.add(start_broker(database, workdir, BROKER_USER, BROKER_PASSWORD, workers=2,
-                                                gateway_url=gateway_url, extra_env=settings, port=ports.broker,
-                                                timeout=60)).url
+                                                gateway_url=gateway_url, extra_env={**settings, **sso_env.broker},
+                                                port=ports.broker, timeout=60)).url
             procs.add(start_gateway([prometheus_url or "http://127.0.0.1:9"], database, workdir,
-                                    extra_env=settings, port=ports.gateway, timeout=60))
+                                    extra_env={**settings, **sso_env.gateway}, port=ports.gateway, timeout=60))
+            catalog = _catalog(broker_url)
+            if sso:
+                demo_sso.register_dashboard_client(apis.cc, catalog)
+                demo_sso.add_users(apis.cc)
             demo.say("[6/6] provisioning and binding two tenants through the broker's OSB API")
-            creds = _provision_and_bind(broker_url)
+            provisioned = _provision_and_bind(broker_url, catalog)
+            creds = provisioned.credentials
             if prometheus_url:
                 for t in TENANTS:  # every tenant's services scraped at least once
                     cred = creds[t.label]
@@ -190,10 +196,11 @@ def run(workdir: Path, out: TextIO = sys.stdout, ready_file: Path | None = None,
                         .json().get("data", {}).get("result")),
                         90, f"{t.label}'s first scrape to reach the gateway", interval=0.25,
                         alive=procs.check_alive)
-            _print_guide(demo, broker_url, gateway_url, prometheus_url, creds)
+            _print_guide(demo, broker_url, gateway_url, prometheus_url, provisioned, sso)
             if ready_file is not None:
                 ready_file.write_text(json.dumps({"gateway": gateway_url, "broker": broker_url,
-                                                  "prometheus": prometheus_url, "credentials": creds}))
+                                                  "prometheus": prometheus_url, "credentials": creds,
+                                                  "dashboards": provisioned.dashboards, "sso": sso}))
             serve_until_interrupted(procs.check_alive, stop)
             demo.say("stopping...")
     except KeyboardInterrupt:
@@ -204,8 +211,8 @@ def run(workdir: Path, out: TextIO = sys.stdout, ready_file: Path | None = None,
 
 
 def _print_guide(demo: Demo, broker: str, gateway: str, prometheus: str | None,
-                 creds: dict[str, dict[str, Any]]) -> None:
-    a, b = (creds[t.label] for t in TENANTS)
+                 provisioned: Provisioned, sso: bool) -> None:
+    a, b = (provisioned.credentials[t.label] for t in TENANTS)
     lines = [
         "",
         "tenant-metrics demo is running. Press Ctrl-C to stop.",
@@ -227,4 +234,9 @@ def _print_guide(demo: Demo, broker: str, gateway: str, prometheus: str | None,
         f"  open {gateway}/ui/ in a browser and sign in with tenant A's or B's credentials",
         "",
     ]
+    if sso:
+        lines += [*demo_sso.guide_lines(provisioned.dashboards), ""]
+    else:
+        lines += [f"Dashboard single sign-on is off (--no-sso): the broker's dashboard URL is "
+                  f"{provisioned.dashboards[TENANTS[0].label]}", ""]
     demo.say("\n".join(lines))
