@@ -30,7 +30,7 @@ from gateway.params import LimitExceeded
 from gateway.proxy import CUT_SHORT, TENANT, UPSTREAM_INDEX, PrometheusApi
 from gateway.ratelimit import FailureBudget, RateLimiter
 from gateway.sso.cfclient import CloudFoundryAuth
-from gateway.sso.dashboard import DashboardSso
+from gateway.sso.dashboard import DashboardSso, SessionEnded
 from gateway.ui import DOCS_ROUTE, UI_PREFIX, add_docs_routes, create_ui_app
 from gateway.upstream import Upstreams
 from tenant_metrics.core import db
@@ -51,6 +51,7 @@ log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 PUBLIC_ENDPOINTS = frozenset({"healthz", "readyz", "metrics", DOCS_ROUTE})
 REALM = 'Basic realm="tenant-metrics", charset="UTF-8"'
+SESSION_REALM = 'Bearer realm="tenant-metrics"'
 MAX_BODY = 1024 * 1024
 
 # The one error -> HTTP mapping; the first matching class wins, so subclasses come first.
@@ -86,7 +87,9 @@ def error_response(exc: BaseException) -> web.Response:
         if isinstance(exc, cls):
             resp = prometheus_error(status, error_type, str(exc))
             if status == 401:
-                resp.headers["WWW-Authenticate"] = REALM
+                # A dashboard session gets no Basic challenge: a browser would prompt for a
+                # password over the tenant page, which offers to sign in again instead.
+                resp.headers["WWW-Authenticate"] = SESSION_REALM if isinstance(exc, SessionEnded) else REALM
             if isinstance(exc, TooManyRequests) and exc.retry_after is not None:
                 resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
             return resp

@@ -26,6 +26,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -52,7 +53,9 @@ MAX_USED_STATES = 100_000
 
 
 class SessionEnded(Unauthenticated):
-    """The session expired or Cloud Foundry no longer accepts its sign-in."""
+    """A session cookie that does not sign in (expired, no longer accepted by Cloud Foundry,
+    or not ours). Answered without a Basic challenge, so the browser shows no password
+    prompt over the tenant page: the page offers to sign in again instead."""
 
 
 def _digest(value: str) -> bytes:
@@ -208,7 +211,7 @@ class DashboardSso:
         try:
             self.codec.open_session(cookie, self.clock())
         except ExpiredCookie as exc:
-            return exc.instance
+            return exc.instance if INSTANCE_ID.fullmatch(exc.instance) else None
         except BadCookie:
             return None
         return None
@@ -223,7 +226,7 @@ class DashboardSso:
             request[_SET_COOKIE] = ""
             raise SessionEnded("your sign-in has expired: open the dashboard link to sign in again") from None
         except BadCookie:
-            raise Unauthenticated("invalid session") from None
+            raise SessionEnded("invalid session") from None
         if request.method not in ("GET", "HEAD") and not self.same_origin(request):
             raise Forbidden("cross-site request refused: a session is used only by the tenant page itself")
         if now - session.checked_at >= self.settings.recheck_seconds:
@@ -236,7 +239,7 @@ class DashboardSso:
         if pending is None:
             pending = asyncio.ensure_future(self._recheck(session))
             self._rechecks[session.sid] = pending
-            pending.add_done_callback(lambda _: self._rechecks.pop(session.sid, None))
+            pending.add_done_callback(partial(self._settled, session.sid))
         try:
             fresh = await asyncio.shield(pending)
         except (Unauthenticated, Forbidden):
@@ -245,6 +248,12 @@ class DashboardSso:
         if fresh.checked_at != session.checked_at:
             request[_SET_COOKIE] = self.codec.seal_session(fresh)
         return fresh
+
+    def _settled(self, sid: str, future: asyncio.Future[Session]) -> None:
+        if self._rechecks.get(sid) is future:
+            del self._rechecks[sid]
+        if not future.cancelled():
+            future.exception()  # retrieved, even if every waiter has gone
 
     async def _recheck(self, session: Session) -> Session:
         now = self.clock()
@@ -310,6 +319,9 @@ class DashboardSso:
         if len(self._used_states) >= MAX_USED_STATES:
             for old in [k for k, v in self._used_states.items() if v <= now]:
                 del self._used_states[old]
+            if len(self._used_states) >= MAX_USED_STATES:
+                # A flood of sign-ins: forget rather than grow. Codes stay single-use at UAA.
+                self._used_states.clear()
         self._used_states[key] = now + self.settings.login_seconds
         return True
 

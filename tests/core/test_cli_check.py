@@ -49,3 +49,15 @@ def test_check_names_each_dashboard_sso_problem_without_showing_the_secret(datab
         assert f"FAIL  broker: {problem}" in out.stdout
     assert "ok    database" in out.stdout  # only the settings failed
     assert secret not in out.stdout + out.stderr and "Traceback" not in out.stdout + out.stderr
+
+
+def test_check_names_the_gateways_sso_problems_without_showing_secrets(database_url: str) -> None:
+    weak = "weak-session-secret"
+    out = _check({"DATABASE_URL": database_url, "PROMETHEUS_URLS": "http://127.0.0.1:9090",
+                  "DASHBOARD_CLIENT_ID": "tenant-metrics-dashboard", "SESSION_SECRET": weak,
+                  "GATEWAY_PUBLIC_URL": "http://metrics.example.org"}, "gateway")
+    assert out.returncode == 1
+    for problem in ("DASHBOARD_CLIENT_SECRET is required", "CF_API_URL is required",
+                    "GATEWAY_PUBLIC_URL must use https", "SESSION_SECRET must be at least 32 characters"):
+        assert f"FAIL  gateway: {problem}" in out.stdout, out.stdout
+    assert weak not in out.stdout + out.stderr and "Traceback" not in out.stdout + out.stderr

@@ -179,6 +179,8 @@ def test_a_forged_or_changed_session_cookie_gets_401(world: SsoWorld, gateway: s
         other.cookies.set("tm_session", bad)
         api = other.get(f"{gateway}/api/v1/query", params={"query": "up"}, timeout=TIMEOUT)
         assert api.status_code == 401 and api.json()["errorType"] == "unauthorized"
+        # No Basic challenge: a browser would prompt for a password over the page.
+        assert not api.headers["WWW-Authenticate"].lower().startswith("basic")
         assert other.get(f"{gateway}/ui/", allow_redirects=False, timeout=TIMEOUT).status_code == 401
     # A cookie sealed under another SESSION_SECRET (another foundation) is a forgery here.
     codec = CookieCodec(("another-secret-0123456789abcdefghijk",), 600)
