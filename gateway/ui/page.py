@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.sso import pages as sso_pages
 from gateway.sso.dashboard import SESSION, DashboardSso
 from tenant_metrics.core.errors import Forbidden, TenantMetricsError, Unauthenticated, UpstreamError
 
@@ -235,6 +236,9 @@ def create_ui_app(
             }
         return _json(body, cache_control="private, no-store")
 
+    async def sso_off(request: web.Request) -> web.StreamResponse:
+        return sso_pages.not_enabled()
+
     async def dashboard_list(request: web.Request) -> web.StreamResponse:
         return _json({"dashboards": sorted(dashboards)})
 
@@ -257,4 +261,7 @@ def create_ui_app(
     app.router.add_get("/dashboards/{name}", dashboard_file)
     if sso is not None:
         sso.add_routes(app.router)
+    else:
+        # A dashboard link from a time SSO was on: say so in a page, not a bare 404.
+        app.router.add_get("/instances/{instance}", sso_off, name="sso-off", allow_head=False)
     return app

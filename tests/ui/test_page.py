@@ -212,3 +212,10 @@ def test_the_guide_is_public_for_the_catalog_link(client: Client, tmp_path: Path
     assert missing.router.named_resources()[DOCS_ROUTE].canonical == "/docs/tenant-guide.md"
     with serve_app(missing) as base:
         assert Client(base).get("/docs/tenant-guide.md").status_code == 404
+
+
+def test_a_dashboard_link_without_sso_explains_itself(client: Client) -> None:
+    resp = client.get("/ui/instances/9a000000-0000-4000-8000-00000000000a")
+    assert resp.status_code == 404 and _mimetype(resp) == "text/html"
+    assert "Single sign-on is not enabled" in resp.text and "cf service-key" in resp.text
+    assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")
