@@ -61,6 +61,11 @@ def register(sub: Any) -> None:
         "SD_HTTP_BEARER_TOKEN) for Prometheus (default: beside the targets file)",
     )
     cfg.add_argument(
+        "--sd-ca-file",
+        help="http_sd: the CA certificate (a path on the Prometheus host) that signed sd's "
+        "route certificate, when it is not in the system's trust store",
+    )
+    cfg.add_argument(
         "--refresh-interval", default="1m", help="how often Prometheus re-reads the targets"
     )
     cfg.add_argument(
@@ -175,6 +180,8 @@ def _prometheus_config(args: argparse.Namespace, settings: SdSettings) -> int:
     alerting = alerting_section(args.alertmanager_url)  # likewise a bad --alertmanager-url
     if args.mode == "http_sd":
         promconfig.targets_url(args.sd_url)  # likewise a missing or bad --sd-url
+    elif args.sd_ca_file:
+        raise ConfigError("--sd-ca-file applies to --mode http_sd only")
     base = Path(settings.targets_file).resolve().parent
     password_file = Path(args.password_file or base / "aiven-prometheus-password")
     ca_file = Path(args.ca_file or base / "aiven-project-ca.pem")
@@ -221,6 +228,7 @@ def _http_sd(args: argparse.Namespace, settings: SdSettings, base: Path) -> dict
     from sd.writer import write_if_changed
 
     url = promconfig.targets_url(args.sd_url)
+    ca_file = args.sd_ca_file or None
     auth = settings.http_auth
     if auth is None:
         print(
@@ -228,16 +236,17 @@ def _http_sd(args: argparse.Namespace, settings: SdSettings, base: Path) -> dict
             "http_sd config carries no credentials (sd on Cloud Foundry requires them)",
             file=sys.stderr,
         )
-        return promconfig.http_sd(url, args.refresh_interval)
+        return promconfig.http_sd(url, args.refresh_interval, ca_file=ca_file)
     secret = auth.password or auth.bearer_token
     credentials_file = Path(args.sd_credentials_file or base / "sd-http-credentials")
     write_if_changed(credentials_file, secret.encode())
     os.chmod(credentials_file, 0o600)
     if auth.password:
         return promconfig.http_sd(
-            url, args.refresh_interval, username=auth.username, password_file=str(credentials_file)
+            url, args.refresh_interval, username=auth.username, password_file=str(credentials_file),
+            ca_file=ca_file,
         )
-    return promconfig.http_sd(url, args.refresh_interval, token_file=str(credentials_file))
+    return promconfig.http_sd(url, args.refresh_interval, token_file=str(credentials_file), ca_file=ca_file)
 
 
 def _owner(args: argparse.Namespace, settings: OwnerLookupSettings) -> int:

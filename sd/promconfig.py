@@ -23,10 +23,14 @@ def http_sd(
     username: str | None = None,
     password_file: str | None = None,
     token_file: str | None = None,
+    ca_file: str | None = None,
 ) -> dict[str, Any]:
     """sd's /targets over HTTP(S); the secret by file (``password_file`` / ``credentials_file``),
-    never inline, so the config can be shown and versioned."""
+    never inline, so the config can be shown and versioned. ``ca_file``: the CA that signed
+    sd's certificate, for a route behind a private CA (a path on the Prometheus host)."""
     entry: dict[str, Any] = {"url": url, "refresh_interval": refresh_interval}
+    if ca_file is not None:
+        entry["tls_config"] = {"ca_file": ca_file}
     if password_file is not None:
         entry["basic_auth"] = {"username": username or "", "password_file": password_file}
     elif token_file is not None:

@@ -81,3 +81,23 @@ def test_file_sd_stays_the_default(sqlite_harness: Harness) -> None:
     assert "http_sd_configs" not in job
     assert job["file_sd_configs"] == [{"files": [str(h.targets_file.resolve())], "refresh_interval": "1m"}]
     assert not list(h.tmp_path.rglob("sd-http-credentials"))
+
+
+def test_http_sd_trusts_a_given_ca_for_sds_route(sqlite_harness: Harness) -> None:
+    h = sqlite_harness
+    done = _cli(h, "sd", "prometheus-config", "--mode", "http_sd", "--sd-url", SD_URL,
+                "--sd-ca-file", "/etc/prometheus/platform-ca.pem",
+                SD_HTTP_USERNAME="prometheus", SD_HTTP_PASSWORD=PASSWORD)
+    assert done.returncode == 0, done.stderr
+    job = yaml.safe_load(done.stdout)["scrape_configs"][0]
+    (sd,) = job["http_sd_configs"]
+    assert sd["tls_config"] == {"ca_file": "/etc/prometheus/platform-ca.pem"}
+    assert job["tls_config"]["insecure_skip_verify"] is True  # the Aiven scrape keeps its own
+    _promtool_ok(h, done.stdout)
+    # Without a CA, no tls_config: the system's trust store is used.
+    plain = _cli(h, "sd", "prometheus-config", "--mode", "http_sd", "--sd-url", SD_URL,
+                 SD_HTTP_USERNAME="prometheus", SD_HTTP_PASSWORD=PASSWORD)
+    assert "tls_config" not in yaml.safe_load(plain.stdout)["scrape_configs"][0]["http_sd_configs"][0]
+    wrong = _cli(h, "sd", "prometheus-config", "--sd-ca-file", "/etc/ca.pem",
+                 SD_HTTP_USERNAME="prometheus", SD_HTTP_PASSWORD=PASSWORD)
+    assert wrong.returncode == 2 and "--sd-ca-file applies to --mode http_sd only" in wrong.stderr
