@@ -132,7 +132,10 @@ def _open_dashboard(page: Page, gateway: str, fake: FakeCloudController, instanc
 def _signed_in(page: Page, gateway: str, fake: FakeCloudController, instance: str, user: str,
                request: pytest.FixtureRequest | None = None) -> None:
     response = _open_dashboard(page, gateway, fake, instance, user, request)
-    assert response.status == 200 and page.url == f"{gateway}/ui/", (response.status, page.url)
+    # The page keeps its chart choices in the fragment (history.replaceState) once drawn.
+    landed = page.url.partition("#")[0]
+    assert response.status == 200 and landed == f"{gateway}/ui/", (response.status, page.url,
+                                                                    page.inner_text("body")[:500])
     page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
 
 
