@@ -52,7 +52,9 @@ _CSP = (
 _SECURITY_HEADERS: dict[str, str] = {
     "Content-Security-Policy": _CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # No Referer to other origins; not "no-referrer", under which browsers send `Origin: null`
+    # with the page's own form POSTs (sign-out), which the same-origin check must refuse.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 
@@ -64,6 +66,10 @@ Authenticate = Callable[[str | None], Awaitable[Any]]
 _TENANT: web.RequestKey[Any] = web.RequestKey("tenant_ui_tenant", object)
 # "/ui" without the slash: redirected to "/ui/" before any credential check.
 _SLASH_ROUTE = "tenant_ui_slash"
+# The stylesheet, served to anyone (it holds nothing about a tenant): the sign-in, error and
+# signed-out pages link it when the browser has no credentials, and a 401 for it would make
+# the browser ask for a password on a page that is only telling the user something.
+_STYLE_ROUTE = "tenant_ui_style"
 
 
 def _read_asset(name: str) -> bytes:
@@ -181,7 +187,8 @@ def create_ui_app(
         # Like the Flask blueprint: no credential check for the slash redirect or for a path
         # that matches no route (a 404/405 says nothing about any tenant).
         name = match_info.route.name or ""
-        if match_info.http_exception is None and name != _SLASH_ROUTE and not name.startswith("sso-"):
+        public = name in (_SLASH_ROUTE, _STYLE_ROUTE) or name.startswith("sso-")
+        if match_info.http_exception is None and not public:
             refused = await _check_credentials(request)
             if refused is not None:
                 return refused
@@ -216,6 +223,9 @@ def create_ui_app(
 
     async def static_file(request: web.Request) -> web.StreamResponse:
         return _serve(request.match_info["name"])
+
+    async def style(request: web.Request) -> web.StreamResponse:
+        return _serve("style.css")
 
     async def session(request: web.Request) -> web.StreamResponse:
         """Who the page is signed in as: the username and the plan's scope, nothing secret."""
@@ -255,6 +265,7 @@ def create_ui_app(
     app = web.Application(middlewares=[ui_middleware])
     app.router.add_get("", slash, name=_SLASH_ROUTE)
     app.router.add_get("/", index)
+    app.router.add_get("/static/style.css", style, name=_STYLE_ROUTE)
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/session", session)
     app.router.add_get("/dashboards/", dashboard_list)

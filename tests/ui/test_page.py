@@ -101,7 +101,7 @@ def test_the_page_and_its_assets_with_credentials(client: Client, tenant: Creden
     assert _mimetype(page) == "text/html"
     assert page.headers["Cache-Control"] == "private, no-cache"
     assert page.headers["X-Frame-Options"] == "DENY"
-    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Referrer-Policy"] == "same-origin"
     html = page.text
     texts = [html]
     for asset in ("static/app.js", "static/chart.js", "static/errors.js", "static/style.css"):

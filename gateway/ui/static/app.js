@@ -69,10 +69,15 @@
         : "Ask a Space Manager or Org Manager for a role in the instance's space, then sign in again.";
       again.href = "instances/" + encodeURIComponent(sso.instance);
       again.hidden = false;
+      ssoEnded = true;
     }
     $("notice").hidden = false;
   }
   function clearError() { $("notice").hidden = true; }
+
+  function every(seconds) {
+    return seconds < 90 ? Math.round(seconds) + " s" : Math.round(seconds / 60) + " min";
+  }
 
   function ago(iso) {
     const t = Date.parse(iso);
@@ -106,6 +111,9 @@
   };
   // Set when the page was opened with a Cloud Foundry sign-in (dashboard SSO), not a key.
   let sso = null;
+  // Set once that sign-in has ended or lost its access: the gateway has cleared the session
+  // cookie, so every further call would get the service-key 401 and a browser password prompt.
+  let ssoEnded = false;
   async function loadSession() {
     try {
       const resp = await fetch(new URL("session", window.location.href), { credentials: "same-origin" });
@@ -123,7 +131,7 @@
       if (sso) {
         const checked = new Date(sso.checked_at * 1000).toISOString();
         $("sso-status").textContent = "Your access to this service instance was last checked with Cloud Foundry " +
-          ago(checked) + " (checked again every " + Math.round(sso.recheck_seconds / 60) + " min).";
+          ago(checked) + " (checked again every " + every(sso.recheck_seconds) + ").";
         $("sso-status").dataset.checkedAt = String(sso.checked_at);
       }
     } catch (e) { /* the services call reports connection problems */ }
@@ -461,6 +469,7 @@
   }
 
   async function refresh() {
+    if (ssoEnded) return;
     if (sso) loadSession();
     try {
       await loadServices();
@@ -470,7 +479,7 @@
       // Keep the last lists on screen, greyed out, under the explanation.
       for (const id of ["services", "alerts", "capacity"]) $(id).classList.add("stale");
       showError(err, "services");
-      if (err.status === 401) return;
+      if (err.status === 401 || ssoEnded) return;
     }
     const overview = loadOverview();
     await drawChart();
@@ -490,7 +499,7 @@
       await loadServices();
     } catch (err) {
       showError(err, "services");
-      if (err.status === 401) return;
+      if (err.status === 401 || ssoEnded) return;
     }
     if (s.service) $("service").value = s.service;
     try {
