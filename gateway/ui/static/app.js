@@ -70,6 +70,7 @@
       again.href = "instances/" + encodeURIComponent(sso.instance);
       again.hidden = false;
       ssoEnded = true;
+      $("signout").hidden = true;  // nothing left to sign out of here
     }
     $("notice").hidden = false;
   }
