@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from tenant_metrics.core.errors import UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("gateway.sso")
 DISCOVERY_SECONDS = 3600.0
+DISCOVERY_FAILURE_SECONDS = 5.0  # a failed discovery is not retried for this long
+MAX_REPLY_BYTES = 256 * 1024
 
 
 class SignInRefused(Exception):
@@ -78,7 +81,8 @@ class CloudFoundryAuth:
         self.settings = settings
         self._http: aiohttp.ClientSession | None = None
         self._endpoints: tuple[float, Endpoints] | None = None
-        self._discovering: asyncio.Lock | None = None
+        self._discovering: asyncio.Future[Endpoints] | None = None
+        self._discovery_failed: tuple[float, UpstreamError] | None = None
         pair = f"{settings.client_id}:{settings.client_secret}".encode()
         self._client_auth = "Basic " + base64.b64encode(pair).decode("ascii")
 
@@ -86,7 +90,6 @@ class CloudFoundryAuth:
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout_seconds,
                                         connect=min(2.0, self.settings.http_timeout_seconds))
         self._http = aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
-        self._discovering = asyncio.Lock()
 
     async def close(self) -> None:
         if self._http is not None:
@@ -98,8 +101,11 @@ class CloudFoundryAuth:
         assert self._http is not None, "start() first"
         try:
             async with self._http.request(method, url, allow_redirects=False, **kwargs) as resp:
+                raw = await resp.content.read(MAX_REPLY_BYTES + 1)
+                if len(raw) > MAX_REPLY_BYTES:
+                    raise UpstreamError(f"{what} answered more than {MAX_REPLY_BYTES} bytes")
                 try:
-                    body = await resp.json(content_type=None)
+                    body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
                 return resp.status, body
@@ -109,22 +115,49 @@ class CloudFoundryAuth:
             raise UpstreamError(f"{what} cannot be reached ({type(exc).__name__})") from exc
 
     async def endpoints(self) -> Endpoints:
-        """The login server and UAA, from Cloud Controller's ``GET /`` (remembered an hour)."""
+        """The login server and UAA, from Cloud Controller's ``GET /``: remembered an hour, and
+        kept past that while Cloud Controller cannot be asked. Concurrent callers share one
+        request, so a hung Cloud Controller costs each of them one timeout at most, and a
+        failure is not retried for DISCOVERY_FAILURE_SECONDS."""
         now = time.monotonic()
-        if self._endpoints is not None and now - self._endpoints[0] < DISCOVERY_SECONDS:
-            return self._endpoints[1]
-        assert self._discovering is not None
-        async with self._discovering:
-            if self._endpoints is not None and time.monotonic() - self._endpoints[0] < DISCOVERY_SECONDS:
-                return self._endpoints[1]
+        known = self._endpoints
+        if known is not None and now - known[0] < DISCOVERY_SECONDS:
+            return known[1]
+        failed = self._discovery_failed
+        if failed is not None and now - failed[0] < DISCOVERY_FAILURE_SECONDS:
+            if known is not None:
+                return known[1]
+            raise failed[1]
+        if self._discovering is None:
+            self._discovering = asyncio.ensure_future(self._discover())
+            self._discovering.add_done_callback(self._discovered)
+        try:
+            return await asyncio.shield(self._discovering)
+        except UpstreamError:
+            if known is not None:
+                log.warning("Cloud Controller's GET / failed: using the login server and UAA found earlier")
+                return known[1]
+            raise
+
+    async def _discover(self) -> Endpoints:
+        try:
             status, body = await self._call("Cloud Controller", "GET", self.settings.cf_api_url + "/",
                                             headers={"Accept": "application/json"})
             if status != 200 or not isinstance(body, dict):
                 raise UpstreamError(f"Cloud Controller's GET / answered {status}")
             links = body.get("links")
             found = Endpoints(login=_href(links, "login"), uaa=_href(links, "uaa"))
-            self._endpoints = (time.monotonic(), found)
-            return found
+        except UpstreamError as exc:
+            self._discovery_failed = (time.monotonic(), exc)
+            raise
+        self._endpoints = (time.monotonic(), found)
+        self._discovery_failed = None
+        return found
+
+    def _discovered(self, future: asyncio.Future[Endpoints]) -> None:
+        self._discovering = None
+        if not future.cancelled():
+            future.exception()
 
     async def exchange(self, code: str, verifier: str) -> Grant:
         uaa = (await self.endpoints()).uaa

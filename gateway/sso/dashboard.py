@@ -35,7 +35,7 @@ from gateway.auth import Tenant
 from gateway.metrics import GatewayMetrics
 from gateway.sso import pages
 from gateway.sso.cfclient import CloudFoundryAuth, InstanceUnknown, SignInRefused, TokenRejected
-from gateway.sso.cookies import BadCookie, CookieCodec, ExpiredCookie, LoginState, Session
+from gateway.sso.cookies import MAX_COOKIE_CHARS, BadCookie, CookieCodec, ExpiredCookie, LoginState, Session
 from gateway.sso.oauth import INSTANCE_ID, authorize_url, logout_url, new_state, new_verifier
 from gateway.sso.settings import SsoSettings
 from tenant_metrics.core.errors import Forbidden, Unauthenticated, UpstreamError
@@ -50,6 +50,7 @@ SESSION = web.RequestKey("tenant_sso_session", Session)
 _SET_COOKIE = web.RequestKey("tenant_sso_set_cookie", str)  # "" clears the session cookie
 MAX_CODE = 1024
 MAX_USED_STATES = 100_000
+MAX_REMEMBERED_INSTANCES = 10_000
 
 
 class SessionEnded(Unauthenticated):
@@ -75,9 +76,13 @@ class DashboardSso:
         # __Host-: the browser refuses it unless Secure, Path=/ and no Domain (no subdomain
         # can plant or overwrite it). Plain-HTTP localhost cannot use the prefixes.
         self.session_cookie = "__Host-tm_session" if secure else "tm_session"
-        self.login_cookie = "__Secure-tm_sso_login" if secure else "tm_sso_login"
+        # The login cookie is __Host- too: on a shared apps domain a neighbouring app could
+        # otherwise plant its own (Domain=<apps domain>) and sign a victim in as the attacker.
+        self.login_cookie = "__Host-tm_sso_login" if secure else "tm_sso_login"
         self._used_states: dict[bytes, float] = {}
         self._rechecks: dict[str, asyncio.Future[Session]] = {}
+        self._instances: dict[str, tuple[float, Any | None]] = {}  # instance -> (read at, row)
+        self._instance_reads: dict[str, asyncio.Future[Any]] = {}
 
     # -- routes -------------------------------------------------------------------------
     def add_routes(self, router: web.UrlDispatcher) -> None:
@@ -103,7 +108,7 @@ class DashboardSso:
         login = LoginState(new_state(), new_verifier(), instance, self.clock())
         resp = _see_other(authorize_url(login_url, self.settings.client_id, self.settings.callback_url,
                                         login.state, login.verifier))
-        resp.set_cookie(self.login_cookie, self.codec.seal_login(login), path="/ui/sso/callback",
+        resp.set_cookie(self.login_cookie, self.codec.seal_login(login), path="/",
                         max_age=int(self.settings.login_seconds), httponly=True, samesite="Lax",
                         secure=self.settings.secure_cookies)
         return resp
@@ -111,7 +116,7 @@ class DashboardSso:
     async def callback(self, request: web.Request) -> web.StreamResponse:
         resp = await self._callback(request)
         # Whatever happened, this sign-in attempt is over.
-        resp.del_cookie(self.login_cookie, path="/ui/sso/callback", secure=self.settings.secure_cookies,
+        resp.del_cookie(self.login_cookie, path="/", secure=self.settings.secure_cookies,
                         httponly=True, samesite="Lax")
         return resp
 
@@ -127,14 +132,14 @@ class DashboardSso:
             return self._refused(exc.instance, "The sign-in took too long.")
         except BadCookie:
             return self._refused(None, "This sign-in was not started in this browser.")
-        if "error" in query:
-            return self._refused(login.instance, "Cloud Foundry's login server did not sign you in "
-                                                 f"({query['error'][:100]}).")
         state = query.get("state", "")
         if not state or not hmac.compare_digest(_digest(state), _digest(login.state)):
             return self._refused(login.instance, "The sign-in answer does not belong to this browser's sign-in.")
         if not self._first_use(login.state, now):
             return self._refused(login.instance, "This sign-in answer has already been used.")
+        if "error" in query:  # only now: an answer with our state is the login server's own
+            return self._refused(login.instance, "Cloud Foundry's login server did not sign you in "
+                                                 f"({query['error'][:100]}).")
         code = query.get("code", "")
         if not code or len(code) > MAX_CODE:
             return self._refused(login.instance, "The login server sent no authorization code.")
@@ -164,7 +169,11 @@ class DashboardSso:
         if row is None:
             self.metrics.sso_signins.labels("forbidden").inc()
             return pages.unknown_instance(login.instance)
-        tenant = Tenant.for_instance(row, "", user.user_name)
+        try:
+            tenant = Tenant.for_instance(row, "", user.user_name)
+        except Unauthenticated:  # an instance row without a usable scope or guid
+            self.metrics.sso_signins.labels("forbidden").inc()
+            return pages.unknown_instance(login.instance)
         lifetime = self.settings.max_session_seconds
         if grant.expires_in > 0:
             lifetime = min(lifetime, grant.expires_in)
@@ -173,8 +182,16 @@ class DashboardSso:
         self.metrics.sso_signins.labels("ok").inc()
         log.info("dashboard sign-in", extra={"user_id": user.user_id, "username": user.user_name,
                                              "instance": login.instance, "scope": tenant.scope.value})
+        sealed = self.codec.seal_session(session)
+        if len(sealed) > MAX_COOKIE_CHARS:  # browsers would drop it and the user would loop
+            self.metrics.sso_signins.labels("unavailable").inc()
+            log.error("dashboard sign-in: the session cookie would be too large for browsers",
+                      extra={"chars": len(sealed)})
+            return pages.page(502, "Sign-in could not be completed",
+                              "Cloud Foundry's UAA issued a token too large to keep in a browser cookie.",
+                              "Tell the platform operators; use a service key meanwhile.", extra_id="sso-too-large")
         resp = _see_other("/ui/")
-        self._set_session(resp, self.codec.seal_session(session), session.expires_at - now)
+        self._set_session(resp, sealed, session.expires_at - now)
         return resp
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
@@ -200,8 +217,8 @@ class DashboardSso:
     def same_origin(self, request: web.Request) -> bool:
         """A state-changing request made by our own page: its Origin is ours (browsers send
         Origin with every POST, and fetch() with every cross-origin request)."""
-        origin = request.headers.get("Origin")
-        return origin is not None and hmac.compare_digest(origin.lower().encode(), self.settings.origin.encode())
+        origin = request.headers.get("Origin")  # not a secret: a plain comparison
+        return origin is not None and origin.strip().lower() == self.settings.origin
 
     def expired_instance(self, request: web.Request) -> str | None:
         """The instance of a session cookie that has run out (to sign in again), else None."""
@@ -226,13 +243,55 @@ class DashboardSso:
             request[_SET_COOKIE] = ""
             raise SessionEnded("your sign-in has expired: open the dashboard link to sign in again") from None
         except BadCookie:
+            request[_SET_COOKIE] = ""  # not ours (or under a retired SESSION_SECRET): drop it
             raise SessionEnded("invalid session") from None
         if request.method not in ("GET", "HEAD") and not self.same_origin(request):
             raise Forbidden("cross-site request refused: a session is used only by the tenant page itself")
         if now - session.checked_at >= self.settings.recheck_seconds:
             session = await self._shared_recheck(request, session)
+        current = await self._instance_now(session)
+        if current is None:
+            request[_SET_COOKIE] = ""
+            raise Forbidden("this service instance no longer exists")
         request[SESSION] = session
-        return _tenant_of(session)
+        scope, value = current
+        return Tenant(f"sso:{session.user_id}:{session.instance}", session.user_name, scope, value)
+
+    async def _instance_now(self, session: Session) -> tuple[Scope, str] | None:
+        """The instance's scope and label value as the database has them now, read at most
+        every ``instance_ttl_seconds`` per worker (as fresh as a binding's, so a deprovision or
+        a plan change shows within seconds, not at the next recheck); the session's own copy,
+        from its last check, while the database cannot be reached; None once it is gone."""
+        now = time.monotonic()
+        hit = self._instances.get(session.instance)
+        if hit is not None and now - hit[0] < self.settings.instance_ttl_seconds:
+            row = hit[1]
+        else:
+            pending = self._instance_reads.get(session.instance)
+            if pending is None:
+                pending = asyncio.ensure_future(self.find_instance(session.instance))
+                self._instance_reads[session.instance] = pending
+                pending.add_done_callback(partial(self._read_settled, session.instance))
+            try:
+                row = await asyncio.shield(pending)
+            except UpstreamError:
+                return Scope(session.scope), session.value
+            if len(self._instances) >= MAX_REMEMBERED_INSTANCES:
+                self._instances.clear()
+            self._instances[session.instance] = (time.monotonic(), row)
+        if row is None:
+            return None
+        try:
+            tenant = Tenant.for_instance(row, "", "")
+        except Unauthenticated:
+            return None
+        return tenant.scope, tenant.value
+
+    def _read_settled(self, instance: str, future: asyncio.Future[Any]) -> None:
+        if self._instance_reads.get(instance) is future:
+            del self._instance_reads[instance]
+        if not future.cancelled():
+            future.exception()
 
     async def _shared_recheck(self, request: web.Request, session: Session) -> Session:
         pending = self._rechecks.get(session.sid)
@@ -279,7 +338,10 @@ class DashboardSso:
             log.info("dashboard session ended: no read permission any more",
                      extra={"user_id": session.user_id, "instance": session.instance})
             raise Forbidden("you no longer have a role that lets you see this service instance")
-        tenant = Tenant.for_instance(row, "", session.user_name)
+        try:
+            tenant = Tenant.for_instance(row, "", session.user_name)
+        except Unauthenticated:
+            raise Forbidden("this service instance can no longer be opened") from None
         self.metrics.sso_rechecks.labels("ok").inc()
         return Session(session.sid, session.instance, tenant.scope.value, tenant.value, session.user_id,
                        session.user_name, session.token, session.issued_at, session.expires_at, now)
@@ -287,6 +349,11 @@ class DashboardSso:
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """Set (after a recheck) or clear (after a refusal) the session cookie on any answer,
         streamed ones included: this runs just before the headers go out."""
+        if request.get(SESSION) is not None:
+            # An answer for one signed-in user: never kept by a shared cache (a cookie, unlike
+            # an Authorization header, does not stop one by itself).
+            response.headers["Cache-Control"] = "private, no-store"
+            response.headers.add("Vary", "Cookie")
         value = request.get(_SET_COOKIE)
         if value is None:
             return
@@ -337,10 +404,6 @@ class DashboardSso:
     def _clear_session(self, resp: web.StreamResponse) -> None:
         resp.del_cookie(self.session_cookie, path="/", secure=self.settings.secure_cookies, httponly=True,
                         samesite="Lax")
-
-
-def _tenant_of(session: Session) -> Tenant:
-    return Tenant(f"sso:{session.user_id}:{session.instance}", session.user_name, Scope(session.scope), session.value)
 
 
 def _see_other(location: str) -> web.Response:

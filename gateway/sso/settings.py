@@ -32,6 +32,8 @@ class SsoSettings:
     max_session_seconds: float = MAX_SESSION_SECONDS
     login_seconds: float = LOGIN_SECONDS
     http_timeout_seconds: float = 5.0
+    # How long a worker trusts what it read of a session's instance (scope, label, existence).
+    instance_ttl_seconds: float = 5.0
 
     @property
     def callback_url(self) -> str:
@@ -40,13 +42,28 @@ class SsoSettings:
     @property
     def origin(self) -> str:
         """scheme://host[:port] of GATEWAY_PUBLIC_URL: what a same-origin POST's Origin says."""
-        parts = urlsplit(self.public_url)
-        return f"{parts.scheme}://{parts.netloc}".lower()
+        return origin_of(self.public_url)
 
     @property
     def secure_cookies(self) -> bool:
         """Secure cookies everywhere but plain-HTTP localhost (the demo, tests)."""
         return urlsplit(self.public_url).scheme == "https"
+
+
+def origin_of(url: str) -> str:
+    """The origin as browsers serialise it: lowercase scheme and host, the port only when it
+    is not the scheme's default."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def is_local_http(url: str) -> bool:
@@ -84,6 +101,9 @@ def sso_settings(env: Mapping[str, str]) -> SsoSettings | None:
     secret = p.value(c.get_str, env, "DASHBOARD_CLIENT_SECRET", default="")
     api = p.value(_http_url, env, "CF_API_URL", default="")
     public = p.value(_http_url, env, "GATEWAY_PUBLIC_URL", default="")
+    if urlsplit(public).path not in ("", "/"):
+        # The gateway serves /ui and the API at its root; cookies and redirects say so.
+        p.add("GATEWAY_PUBLIC_URL must not have a path when DASHBOARD_CLIENT_ID is set (the gateway's own root)")
     secrets = tuple(s.strip() for s in env.get("SESSION_SECRET", "").split(",") if s.strip())
     if not secrets:
         p.add("SESSION_SECRET is required when DASHBOARD_CLIENT_ID is set (e.g. `openssl rand -hex 32`)")

@@ -84,7 +84,9 @@ def _page(status: int, title: str, message: str, hint: str) -> web.Response:
         f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
         f"<p class=hint>{html.escape(hint)}</p></main></body></html>"
     )
-    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+    resp = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 def _unauthorized(realm: str, reason: str, sso: bool = False) -> web.Response:
@@ -153,14 +155,23 @@ def create_ui_app(
             return _page(403, "No access", str(exc), "Ask a Space Manager or Org Manager for a role in "
                          "the instance's space, then open the dashboard link again.")
         except Unauthenticated as exc:
-            return _unauthorized(realm, f"Your sign-in is not valid ({exc}).", sso=True)
+            # No Basic challenge: the browser would prompt for a password. The cookie is
+            # cleared with this answer, so a reload offers the service-key prompt.
+            resp = _page(401, "Sign in again", f"Your Cloud Foundry sign-in is not valid any more ({exc}).",
+                         "Open the dashboard link of your service instance (`cf service INSTANCE` "
+                         "shows it) to sign in again, or reload this page to use a service key.")
+            resp.headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
+            return resp
         except UpstreamError:
             return _page(503, "Temporarily unavailable", "Your permissions cannot be checked right now "
                          "(Cloud Foundry does not answer).", "Try again in a minute.")
         return None
 
     async def _check_credentials(request: web.Request) -> web.StreamResponse | None:
-        header = request.headers.get("Authorization")
+        given = request.headers.getall("Authorization", ())
+        if len(given) > 1:  # as the API: two are refused rather than one picked silently
+            return _unauthorized(realm, "More than one Authorization header.", sso=sso is not None)
+        header = given[0] if given else None
         if header is None and sso is not None and sso.has_cookie(request):
             return await _check_session(request)
         try:

@@ -3,19 +3,24 @@ Controller and a real database. Each security promise of the feature is a test h
 
 from __future__ import annotations
 
+import base64
+import http.client
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from gateway.sso.cookies import CookieCodec
 from tenant_metrics.core import db
+from tenant_metrics.core.models import Binding, ServiceInstance
 from tenant_metrics.fakes.tcpproxy import FaultProxy
-from tenant_metrics.world import free_port, serve_wsgi
+from tenant_metrics.world import add_tenant, free_port, serve_wsgi
 from tests.gateway.sso_support import (
     CLIENT_SECRET,
     SESSION_SECRET,
@@ -85,6 +90,7 @@ def test_a_space_developer_signs_in_and_sees_exactly_what_a_binding_sees(
     callback = log_in_at_uaa(browser, authorize, "dev")
     resp = browser.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert resp.status_code == 303 and resp.headers["Location"] == "/ui/"
+    assert "path=/;" in _cookie_header(resp, "tm_sso_login").lower() + ";"  # cleared where it was set
     cookie = _cookie_header(resp, "tm_session").lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
     assert "secure" not in cookie  # plain-HTTP localhost only; https gets Secure and __Host-
@@ -99,6 +105,8 @@ def test_a_space_developer_signs_in_and_sees_exactly_what_a_binding_sees(
     api = browser.get(f"{gateway}/api/v1/query", params={"query": "up"}, timeout=TIMEOUT)
     assert api.status_code == 200, api.text
     assert upstream.last().get("query") == ['up{cf_space_guid="space-a"}']
+    # One user's answer: never stored by a shared cache.
+    assert api.headers["Cache-Control"] == "private, no-store" and "Cookie" in api.headers["Vary"]
     # ... exactly what the instance's own service key is rewritten to.
     keyed = requests.get(f"{gateway}/api/v1/query", params={"query": "up"}, auth=world.space_tenant.auth,
                          timeout=TIMEOUT)
@@ -139,11 +147,11 @@ def test_state_must_be_present_unchanged_and_fresh(world: SsoWorld, gateway: str
         resp = browser.get(base, params=params, allow_redirects=False, timeout=TIMEOUT)
         assert resp.status_code == 400 and "Sign-in could not be completed" in resp.text, params
         assert "tm_session" not in resp.headers.get("Set-Cookie", "").split("=")[0]
-        browser.cookies.set("tm_sso_login", login_cookie, path="/ui/sso/callback")  # the refusal cleared it
+        browser.cookies.set("tm_sso_login", login_cookie, path="/")  # the refusal cleared it
     # The genuine answer still works once; replaying it is refused.
     ok = browser.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert ok.status_code == 303
-    browser.cookies.set("tm_sso_login", login_cookie, path="/ui/sso/callback")
+    browser.cookies.set("tm_sso_login", login_cookie, path="/")
     replay = browser.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert replay.status_code == 400 and "already been used" in replay.text
 
@@ -164,7 +172,7 @@ def test_a_code_used_twice_is_refused_even_by_another_gateway_instance(world: Ss
     # Another instance has not seen this state: UAA's single-use code is what refuses it.
     with world.gateway() as other:
         again = requests.Session()
-        again.cookies.set("tm_sso_login", login_cookie, path="/ui/sso/callback")
+        again.cookies.set("tm_sso_login", login_cookie, path="/")
         path = urlsplit(callback)
         resp = again.get(f"{other}{path.path}?{path.query}", allow_redirects=False, timeout=TIMEOUT)
     assert resp.status_code == 400 and "did not accept" in resp.text
@@ -181,7 +189,11 @@ def test_a_forged_or_changed_session_cookie_gets_401(world: SsoWorld, gateway: s
         assert api.status_code == 401 and api.json()["errorType"] == "unauthorized"
         # No Basic challenge: a browser would prompt for a password over the page.
         assert not api.headers["WWW-Authenticate"].lower().startswith("basic")
-        assert other.get(f"{gateway}/ui/", allow_redirects=False, timeout=TIMEOUT).status_code == 401
+        other.cookies.set("tm_session", bad)
+        page = other.get(f"{gateway}/ui/", allow_redirects=False, timeout=TIMEOUT)
+        assert page.status_code == 401 and "Sign in again" in page.text
+        assert not page.headers["WWW-Authenticate"].lower().startswith("basic")
+        assert "max-age=0" in _cookie_header(page, "tm_session").lower()  # dropped, not kept
     # A cookie sealed under another SESSION_SECRET (another foundation) is a forgery here.
     codec = CookieCodec(("another-secret-0123456789abcdefghijk",), 600)
     session = CookieCodec((SESSION_SECRET,), 600).open_session(good, time.time())
@@ -342,3 +354,117 @@ def test_a_hung_cloud_controller_costs_seconds_and_sessions_ride_out_one_interva
         proxy.set_mode("pass")
         back = browser.get(f"{hung}/api/v1/query", params={"query": "up"}, timeout=TIMEOUT)
         assert back.status_code == 200 and "tm_session=" in back.headers.get("Set-Cookie", "")
+
+
+def test_an_error_answer_needs_the_browsers_state_too(world: SsoWorld, gateway: str) -> None:
+    """A forged `error` cannot cancel someone's sign-in or put its text on our page."""
+    browser = requests.Session()
+    callback = log_in_at_uaa(browser, start(browser, gateway, world.space_tenant.instance_id), "dev")
+    state = parse_qs(urlsplit(callback).query)["state"][0]
+    login_cookie = browser.cookies.get("tm_sso_login")
+    forged = browser.get(f"{gateway}/ui/sso/callback", params={"error": "ATTACKER-TEXT", "state": "wrong"},
+                         allow_redirects=False, timeout=TIMEOUT)
+    assert forged.status_code == 400 and "does not belong" in forged.text and "ATTACKER-TEXT" not in forged.text
+    browser.cookies.set("tm_sso_login", login_cookie, path="/")
+    denied = browser.get(f"{gateway}/ui/sso/callback", params={"error": "access_denied", "state": state},
+                         allow_redirects=False, timeout=TIMEOUT)
+    assert denied.status_code == 400 and "access_denied" in denied.text
+
+
+def test_a_non_ascii_origin_is_refused_not_a_500(world: SsoWorld, gateway: str) -> None:
+    browser = _signed_in(world, gateway)
+    cookie = f"tm_session={browser.cookies['tm_session']}"
+    parts = urlsplit(gateway)
+    for path, body in (("/ui/sso/logout", b""), ("/api/v1/query", b"query=up")):
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT)
+        try:
+            conn.putrequest("POST", path)
+            conn.putheader("Cookie", cookie)
+            conn.putheader("Origin", b"https://a\xff.example")
+            conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            resp = conn.getresponse()
+            text = resp.read().decode(errors="replace")
+        finally:
+            conn.close()
+        assert resp.status == 403 and "Traceback" not in text, (path, resp.status, text[:200])
+
+
+def test_a_broken_instance_row_gets_a_page_not_a_json_401(world: SsoWorld, gateway: str) -> None:
+    broken = add_tenant(world.database_url, "space", "org-1", "", "broken")  # no space guid
+    world.fake.add_instance(broken.instance_id, "broken", "space-a")
+    browser = requests.Session()
+    resp = sign_in(browser, gateway, broken.instance_id, "dev")
+    assert resp.status_code == 404 and "Unknown service instance" in resp.text
+    assert not any(c.name.endswith("tm_session") for c in browser.cookies)
+
+
+def test_a_deprovision_or_plan_change_shows_within_seconds_not_at_the_recheck(
+        world: SsoWorld, gateway: str, upstream: RecordingUpstream) -> None:
+    extra = add_tenant(world.database_url, "space", "org-1", "space-a", "short-lived")
+    world.fake.add_instance(extra.instance_id, "short-lived", "space-a")
+    browser = _signed_in(world, gateway, "dev", extra.instance_id)
+    with world.gateway(instance_ttl_seconds=0.3) as quick:
+        url = f"{quick}/api/v1/query"
+        assert browser.get(url, params={"query": "up"}, timeout=TIMEOUT).status_code == 200
+        _set_instance(world.database_url, extra.instance_id, scope="org")  # cf update-service -p org
+        time.sleep(0.4)
+        assert browser.get(url, params={"query": "up"}, timeout=TIMEOUT).status_code == 200
+        assert upstream.last().get("query") == ['up{cf_organization_guid="org-1"}']
+        _set_instance(world.database_url, extra.instance_id, delete=True)  # cf delete-service
+        time.sleep(0.4)
+        gone = browser.get(url, params={"query": "up"}, timeout=TIMEOUT)
+        assert gone.status_code == 403 and "no longer exists" in gone.json()["error"]
+
+
+def test_a_hung_cloud_controller_costs_each_new_sign_in_one_timeout_at_most(world: SsoWorld) -> None:
+    api_port = int(urlsplit(world.fake.url).port or 0)
+    with FaultProxy("127.0.0.1", api_port) as proxy, \
+            world.gateway(http_timeout_seconds=1.0, cf_api_url=f"http://127.0.0.1:{proxy.port}") as hung:
+        proxy.set_mode("blackhole")
+
+        def open_dashboard(_: int) -> tuple[int, float]:
+            began = time.monotonic()
+            resp = requests.get(f"{hung}/ui/instances/{world.space_tenant.instance_id}", allow_redirects=False,
+                                timeout=TIMEOUT)
+            return resp.status_code, time.monotonic() - began
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            answers = list(pool.map(open_dashboard, range(10)))
+        assert all(status == 503 for status, _ in answers), answers
+        assert max(took for _, took in answers) < 2.5, answers  # one shared 1 s discovery, not ten in a row
+        began = time.monotonic()  # a failed discovery is not retried at once
+        assert requests.get(f"{hung}/ui/instances/{world.space_tenant.instance_id}", allow_redirects=False,
+                            timeout=TIMEOUT).status_code == 503
+        assert time.monotonic() - began < 0.5
+
+
+def test_two_authorization_headers_are_refused_on_the_page_too(world: SsoWorld, gateway: str) -> None:
+    parts = urlsplit(gateway)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT)
+    try:
+        conn.putrequest("GET", "/ui/")
+        user, password = world.space_tenant.auth
+        good = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        conn.putheader("Authorization", good)
+        conn.putheader("Authorization", "Basic Zm9vOmJhcg==")
+        conn.endheaders()
+        resp = conn.getresponse()
+        resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 401
+
+
+def _set_instance(database_url: str, instance_id: str, *, scope: str | None = None, delete: bool = False) -> None:
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            if delete:
+                conn.execute(sa.delete(Binding).where(Binding.instance_id == instance_id))
+                conn.execute(sa.delete(ServiceInstance).where(ServiceInstance.id == instance_id))
+            else:
+                conn.execute(sa.update(ServiceInstance).where(ServiceInstance.id == instance_id).values(scope=scope))
+    finally:
+        engine.dispose()
