@@ -130,6 +130,9 @@ def _normalised(resp: requests.Response) -> Any:
         return {**data, "result": sorted(json.dumps(r, sort_keys=True) for r in data["result"])}
     if isinstance(data, list):
         return sorted(json.dumps(r, sort_keys=True) for r in data)
+    if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+        # /api/v1/metadata: metric -> entries, in the order Prometheus met the targets.
+        return {k: sorted(json.dumps(e, sort_keys=True) for e in v) for k, v in data.items()}
     return data
 
 
