@@ -301,14 +301,23 @@ def test_flood_of_wrong_credentials_costs_the_database_little(
     proc = start_gateway([proms.primary_url], pg_url, tmp_path / "gw", workers=2)
     gw = proc.url
     gateways.append(proc)
-    assert _query(gw, good.auth)[0].status_code == 200
+    # The good tenant keeps its connection, as Grafana does: the worker that verified its
+    # credential serves it (what a worker has verified is its own; docs/gateway.md).
+    tenant_session = requests.Session()
+    tenant_session.auth = good.auth
+
+    def good_query() -> tuple[int, float]:
+        began = time.monotonic()
+        resp = tenant_session.get(gw + "/api/v1/query", params=QUERY, timeout=10)
+        return resp.status_code, time.monotonic() - began
+
+    assert good_query()[0] == 200
     good_answers: list[tuple[int, float]] = []
     done = threading.Event()
 
     def good_tenant() -> None:
         while not done.is_set():
-            resp, took = _query(gw, good.auth, timeout=10)
-            good_answers.append((resp.status_code, took))
+            good_answers.append(good_query())
             time.sleep(0.1)
 
     watcher = threading.Thread(target=good_tenant)
