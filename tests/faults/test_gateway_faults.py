@@ -133,6 +133,15 @@ def _error(resp: requests.Response, status: int) -> dict[str, str]:
     return body
 
 
+def _stopped(pid: int) -> bool:
+    """Every thread of ``pid`` is stopped (state T in /proc)."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        states.append(stat[stat.rindex(")") + 2])
+    return bool(states) and all(state in "Tt" for state in states)
+
+
 def _eventually(check, timeout: float, interval: float = 0.1) -> float:  # type: ignore[no-untyped-def]
     """Call ``check`` until it returns true; the seconds it took, or AssertionError at ``timeout``."""
     began = time.monotonic()
@@ -224,6 +233,8 @@ def test_stalled_primary_fails_over_fast_and_comes_back(
     assert all(_which(_query(gw, tenant.auth)[0]) == {"p1"} for _ in range(4))
     os.kill(proms.primary.pid, signal.SIGSTOP)
     try:
+        # A stop reaches every thread of the process asynchronously: wait until it has.
+        _eventually(lambda: _stopped(proms.primary.pid), 5, interval=0.01)
         answers = []
         for _ in range(12):
             resp, took = _query(gw, tenant.auth, timeout=30)
