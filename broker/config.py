@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from tenant_metrics.core import config as cfg
 from tenant_metrics.core.credentials import derive_key
+from tenant_metrics.core.dashboard_sso import (
+    CLIENT_ID_SHAPE,
+    INSTANCE_DASHBOARD_PATH,
+    SSO_CALLBACK_PATH,
+    is_loopback_http,
+)
 from tenant_metrics.core.errors import ConfigError
 from tenant_metrics.core.httpauth import Access, metrics_access
 
@@ -31,13 +36,6 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 MIN_PASSWORD_LENGTH = 16
 MIN_PASSWORD_DISTINCT = 6
 
-# Dashboard SSO (Cloud Foundry "Dashboard SSO"): Cloud Controller creates a UAA client from the
-# catalog's dashboard_client; the gateway serves the dashboard and the OAuth2 callback.
-SSO_CALLBACK_PATH = "/ui/sso/callback"
-INSTANCE_DASHBOARD_PATH = "/ui/instances/"
-DASHBOARD_CLIENT_ID_SHAPE = re.compile(r"[A-Za-z0-9._:-]{1,255}")
-# The redirect_uri carries an authorization code: plain http only where it never leaves the host.
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +168,7 @@ def dashboard_client_from_env(env: Mapping[str, str], gateway_public_url: str) -
     if not client_id:
         return None
     p = cfg.Problems()
-    if not DASHBOARD_CLIENT_ID_SHAPE.fullmatch(client_id):
+    if not CLIENT_ID_SHAPE.fullmatch(client_id):
         # The value is not echoed: a secret pasted into the wrong variable must not reach a log.
         p.add("DASHBOARD_CLIENT_ID must be 1 to 255 of the characters A-Z a-z 0-9 . _ : -")
     secret = env.get("DASHBOARD_CLIENT_SECRET", "").strip()
@@ -178,8 +176,7 @@ def dashboard_client_from_env(env: Mapping[str, str], gateway_public_url: str) -
         p.add("DASHBOARD_CLIENT_SECRET is required when DASHBOARD_CLIENT_ID is set")
     else:
         p.read(check_secret_strength, "DASHBOARD_CLIENT_SECRET", secret, "DASHBOARD_CLIENT_ID", client_id)
-    url = urlsplit(gateway_public_url)
-    if url.scheme != "https" and url.hostname not in LOOPBACK_HOSTS:
+    if urlsplit(gateway_public_url).scheme != "https" and not is_loopback_http(gateway_public_url):
         p.add(f"GATEWAY_PUBLIC_URL must be https when DASHBOARD_CLIENT_ID is set (plain http only on "
               f"localhost, 127.0.0.1 or ::1): the SSO callback receives authorization codes, "
               f"got {gateway_public_url!r}")

@@ -1,6 +1,6 @@
 """The two cookies of dashboard SSO, encrypted and authenticated (pure; no I/O).
 
-- The *login* cookie lives for one sign-in (at most ten minutes, Path=/ui/sso/callback):
+- The *login* cookie lives for one sign-in (at most ten minutes, Path=/, __Host- on https):
   the ``state`` the callback must see again, the PKCE verifier and the instance. It binds
   the sign-in to the browser that started it.
 - The *session* cookie carries who signed in, which instance they opened, the label

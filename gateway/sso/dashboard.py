@@ -35,7 +35,14 @@ from gateway.auth import Tenant
 from gateway.metrics import GatewayMetrics
 from gateway.sso import pages
 from gateway.sso.cfclient import CloudFoundryAuth, InstanceUnknown, SignInRefused, TokenRejected
-from gateway.sso.cookies import MAX_COOKIE_CHARS, BadCookie, CookieCodec, ExpiredCookie, LoginState, Session
+from gateway.sso.cookies import (
+    MAX_COOKIE_CHARS,
+    BadCookie,
+    CookieCodec,
+    ExpiredCookie,
+    LoginState,
+    Session,
+)
 from gateway.sso.oauth import INSTANCE_ID, authorize_url, logout_url, new_state, new_verifier
 from gateway.sso.settings import SsoSettings
 from tenant_metrics.core.errors import Forbidden, Unauthenticated, UpstreamError
@@ -56,7 +63,12 @@ MAX_REMEMBERED_INSTANCES = 10_000
 class SessionEnded(Unauthenticated):
     """A session cookie that does not sign in (expired, no longer accepted by Cloud Foundry,
     or not ours). Answered without a Basic challenge, so the browser shows no password
-    prompt over the tenant page: the page offers to sign in again instead."""
+    prompt over the tenant page: the page offers to sign in again instead. ``instance`` is
+    set when the session simply ran out: the page then signs in again at once."""
+
+    def __init__(self, message: str, instance: str | None = None) -> None:
+        super().__init__(message)
+        self.instance = instance
 
 
 def _digest(value: str) -> bytes:
@@ -220,28 +232,17 @@ class DashboardSso:
         origin = request.headers.get("Origin")  # not a secret: a plain comparison
         return origin is not None and origin.strip().lower() == self.settings.origin
 
-    def expired_instance(self, request: web.Request) -> str | None:
-        """The instance of a session cookie that has run out (to sign in again), else None."""
-        cookie = request.cookies.get(self.session_cookie)
-        if not cookie:
-            return None
-        try:
-            self.codec.open_session(cookie, self.clock())
-        except ExpiredCookie as exc:
-            return exc.instance if INSTANCE_ID.fullmatch(exc.instance) else None
-        except BadCookie:
-            return None
-        return None
-
     async def admit(self, request: web.Request) -> Tenant:
         """The tenant of the request's session cookie; Unauthenticated for a forged, changed
         or expired one, Forbidden when the user lost access or a cross-site request."""
         now = self.clock()
         try:
             session = self.codec.open_session(request.cookies.get(self.session_cookie, ""), now)
-        except ExpiredCookie:
+        except ExpiredCookie as exc:
             request[_SET_COOKIE] = ""
-            raise SessionEnded("your sign-in has expired: open the dashboard link to sign in again") from None
+            again = exc.instance if INSTANCE_ID.fullmatch(exc.instance) else None
+            raise SessionEnded("your sign-in has expired: open the dashboard link to sign in again",
+                               again) from None
         except BadCookie:
             request[_SET_COOKIE] = ""  # not ours (or under a retired SESSION_SECRET): drop it
             raise SessionEnded("invalid session") from None

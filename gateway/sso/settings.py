@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from tenant_metrics.core import config as c
+from tenant_metrics.core.dashboard_sso import CLIENT_ID_SHAPE, SSO_CALLBACK_PATH, is_loopback_http
 from tenant_metrics.core.errors import ConfigError
 
 DEFAULT_RECHECK_SECONDS = 300.0
@@ -15,8 +15,6 @@ MAX_SESSION_SECONDS = 8 * 3600.0
 LOGIN_SECONDS = 600.0
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_DISTINCT = 10
-_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,255}")
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +35,7 @@ class SsoSettings:
 
     @property
     def callback_url(self) -> str:
-        return f"{self.public_url}/ui/sso/callback"
+        return f"{self.public_url}{SSO_CALLBACK_PATH}"
 
     @property
     def origin(self) -> str:
@@ -66,11 +64,6 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
-def is_local_http(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme == "http" and (parts.hostname or "") in _LOCAL_HOSTS
-
-
 def _check_secret(secret: str) -> None:
     if len(secret) < MIN_SECRET_LENGTH or len(set(secret)) < MIN_SECRET_DISTINCT:
         raise ConfigError(
@@ -84,7 +77,7 @@ def _http_url(env: Mapping[str, str], name: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ConfigError(f"{name} must be an http(s) URL without query or fragment, got {url!r}")
-    if parts.scheme == "http" and not is_local_http(url):
+    if parts.scheme == "http" and not is_loopback_http(url):
         raise ConfigError(f"{name} must use https (plain http only on localhost), got {url!r}")
     return url
 
@@ -96,7 +89,7 @@ def sso_settings(env: Mapping[str, str]) -> SsoSettings | None:
     if not client_id:
         return None
     p = c.Problems()
-    if not _CLIENT_ID.fullmatch(client_id):
+    if not CLIENT_ID_SHAPE.fullmatch(client_id):
         p.add("DASHBOARD_CLIENT_ID must be 1-255 characters of letters, digits and ._:-")
     secret = p.value(c.get_str, env, "DASHBOARD_CLIENT_SECRET", default="")
     api = p.value(_http_url, env, "CF_API_URL", default="")

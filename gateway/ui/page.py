@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.sso import pages as sso_pages
-from gateway.sso.dashboard import SESSION, DashboardSso
+from gateway.sso.dashboard import SESSION, DashboardSso, SessionEnded
 from tenant_metrics.core.errors import Forbidden, TenantMetricsError, Unauthenticated, UpstreamError
 
 UI_PREFIX = "/ui"
@@ -109,6 +109,16 @@ def _unauthorized(realm: str, reason: str, sso: bool = False) -> web.Response:
     return resp
 
 
+def _session_invalid(realm: str, exc: Exception) -> web.Response:
+    """No Basic challenge: the browser would prompt for a password. The cookie is cleared
+    with this answer, so a reload offers the service-key prompt."""
+    resp = _page(401, "Sign in again", f"Your Cloud Foundry sign-in is not valid any more ({exc}).",
+                 "Open the dashboard link of your service instance (`cf service INSTANCE` "
+                 "shows it) to sign in again, or reload this page to use a service key.")
+    resp.headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
+    return resp
+
+
 def _json(data: object, cache_control: str | None = None) -> web.Response:
     # The same bytes Flask's jsonify wrote: compact, sorted keys, trailing newline.
     body = json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n"
@@ -146,22 +156,18 @@ def create_ui_app(
 
     async def _check_session(request: web.Request) -> web.StreamResponse | None:
         assert sso is not None
-        expired = sso.expired_instance(request)
-        if expired is not None:  # sign in again: the login server remembers the user
-            raise web.HTTPSeeOther(f"{UI_PREFIX}/instances/{expired}")
         try:
             request[_TENANT] = await sso.admit(request)
+        except SessionEnded as exc:
+            if exc.instance is None:
+                return _session_invalid(realm, exc)
+            # Ran out: sign in again at once (the login server remembers the user).
+            raise web.HTTPSeeOther(f"{UI_PREFIX}/instances/{exc.instance}") from None
         except Forbidden as exc:
             return _page(403, "No access", str(exc), "Ask a Space Manager or Org Manager for a role in "
                          "the instance's space, then open the dashboard link again.")
         except Unauthenticated as exc:
-            # No Basic challenge: the browser would prompt for a password. The cookie is
-            # cleared with this answer, so a reload offers the service-key prompt.
-            resp = _page(401, "Sign in again", f"Your Cloud Foundry sign-in is not valid any more ({exc}).",
-                         "Open the dashboard link of your service instance (`cf service INSTANCE` "
-                         "shows it) to sign in again, or reload this page to use a service key.")
-            resp.headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
-            return resp
+            return _session_invalid(realm, exc)
         except UpstreamError:
             return _page(503, "Temporarily unavailable", "Your permissions cannot be checked right now "
                          "(Cloud Foundry does not answer).", "Try again in a minute.")
